@@ -1,0 +1,14 @@
+// Umbrella header: everything public in crew.
+#pragma once
+
+#include "crew/errors.hpp"
+#include "crew/executor.hpp"
+#include "crew/future.hpp"
+#include "crew/options.hpp"
+#include "crew/outcome.hpp"
+#include "crew/thread_pool.hpp"
+#include "crew/timing.hpp"
+#include "crew/worker_count.hpp"
+#include "crew/workloads/primes.hpp"
+
+static_assert(crew::Executor<crew::ThreadPool>);

@@ -1,0 +1,17 @@
+// Demonstrates that an installed crew is usable through find_package(crew) alone.
+#include <crew/crew.hpp>
+#include <crew/version.hpp>
+
+#include <cstdio>
+#include <vector>
+
+int main() {
+  crew::ThreadPool pool({.workers = 2});
+  auto v = pool.map([](int x) { return x * 2; }, std::vector<int>{1, 2, 3});
+  if (v != std::vector<int>{2, 4, 6}) {
+    std::fprintf(stderr, "install_consumer: pool.map returned the wrong values\n");
+    return 1;
+  }
+  std::printf("crew %s: install consumer ok\n", CREW_VERSION_STRING);
+  return 0;
+}
