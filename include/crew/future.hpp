@@ -62,10 +62,11 @@ enum class TaskStatus : int { kPending, kRunning, kSucceeded, kFailed, kCancelle
 // The state a task and its Future share. The result itself lives in State<R>.
 class StateBase {
  public:
+  // A stop source allocates its shared state: only tasks that take a std::stop_token get one.
   StateBase(ThreadPoolCore* pool, std::shared_ptr<FailureLog> failures, bool stoppable)
-      : pool_(pool), failures_(std::move(failures)) {
-    if (!stoppable) stop_ = std::stop_source(std::nostopstate);
-  }
+      : pool_(pool),
+        failures_(std::move(failures)),
+        stop_(stoppable ? std::stop_source() : std::stop_source(std::nostopstate)) {}
   StateBase(const StateBase&) = delete;
   StateBase& operator=(const StateBase&) = delete;
   virtual ~StateBase() = default;

@@ -85,11 +85,11 @@ Element<R, Mode> call_item(const Fn& fn, Item&& item) {
 }
 
 inline std::size_t validated_chunksize(const MapOptions& options) {
-  if (options.chunksize && *options.chunksize == 0) {
+  if (options.chunksize.value_or(1) == 0) {
     throw std::invalid_argument(
         "crew: chunksize must be >= 1, got 0 (leave it unset for automatic)");
   }
-  if (options.window && *options.window == 0) {
+  if (options.window.value_or(1) == 0) {
     throw std::invalid_argument("crew: window must be >= 1 chunk in flight, got 0");
   }
   return options.chunksize.value_or(0);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <deque>
@@ -30,6 +31,8 @@ class Job {
 
 class ThreadPoolCore {
  public:
+  static constexpr std::chrono::microseconds kSpinBeforeSleep{50};
+
   // Starts `workers` threads. Throws: std::system_error if a thread cannot start (the threads
   // already started are stopped first).
   ThreadPoolCore(std::size_t workers, LogHook on_log);
@@ -53,6 +56,7 @@ class ThreadPoolCore {
 
  private:
   void worker_loop();
+  void spin_for_work() const;
   void notify_helpers();
   void join_workers();
 
@@ -63,6 +67,8 @@ class ThreadPoolCore {
   // notifies all, and a worker exits only when stopping_ is set and the queue is empty, so no
   // queued job is left behind by a normal shutdown.
   std::deque<std::shared_ptr<Job>> queue_;
+  // queue_.size(), stored under mu_ and read without it by workers spinning before they sleep.
+  std::atomic<std::size_t> queued_{0};
   bool closed_ = false;           // guarded by mu_: enqueue() refuses work
   bool stopping_ = false;         // guarded by mu_: workers exit once the queue is empty
   std::size_t idle_workers_ = 0;  // guarded by mu_: workers asleep on work_cv_

@@ -1,0 +1,170 @@
+#include "demo_command.hpp"
+
+#include <crew/worker_count.hpp>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <sstream>
+#include <string_view>
+
+#include "primes_command.hpp"
+#include "progress_bar.hpp"
+
+namespace crew::cli {
+namespace {
+
+constexpr std::size_t kWrapColumns = 100;
+
+// Words of `text` on lines of at most kWrapColumns characters (a longer word gets its own line).
+std::string wrap(const std::string& text) {
+  std::istringstream words(text);
+  std::string out;
+  std::string line;
+  std::string word;
+  while (words >> word) {
+    if (!line.empty() && line.size() + 1 + word.size() > kWrapColumns) {
+      out += line + '\n';
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+  }
+  if (!line.empty()) out += line + '\n';
+  return out;
+}
+
+double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
+
+std::string why(std::size_t workers, double speedup, std::int64_t below) {
+  std::string text =
+      "Why: the article's Python ran this job slower on threads than in its plain loop, because "
+      "the GIL lets only one thread run Python code at a time; only processes helped there. C++ "
+      "has no GIL: each worker thread runs is_prime on its own CPU at the same time, so threads "
+      "give the speed-up that processes gave in Python, without starting processes or pickling " +
+      group_digits(below) +
+      " numbers and results between them. The CPU total stays about the same; the wall time "
+      "divides by the number of CPUs (CPU/wall above is that parallelism).";
+  if (workers == 1) {
+    text +=
+        " Here this process may use only 1 CPU, so no pool can beat the loop; run it where more "
+        "CPUs are free to see the speed-up.";
+  } else if (speedup < 0.8 * static_cast<double>(workers)) {
+    text +=
+        " Here the speed-up is below what the CPUs allow: on a job this short, starting the pool "
+        "and the first chunks weigh more, and other programs may have been using the CPUs. Try "
+        "`crew demo --below 1e7`.";
+  }
+  return wrap(text);
+}
+
+struct EngineRun {
+  PrimesJob job;
+  PrimesResult result;
+};
+
+EngineRun run_engine(PrimesJob job, std::string_view header, const InterruptWatcher& interrupt) {
+  fmt::print("== {} ==\n", header);
+  std::fflush(stdout);
+  ProgressBar progress(ProgressBar::stderr_is_terminal(), "numbers");
+  PrimesResult result = run_primes(job, interrupt.stop_token(), progress);
+  if (!result.interrupted) {
+    fmt::print("sum of primes below {} = {}\n{}\n{}", group_digits(job.below),
+               group_digits(result.sum), describe_job(job), format_timing(result.timing));
+    std::fflush(stdout);
+  }
+  return {std::move(job), result};
+}
+
+int interrupted_exit(const EngineRun& run, const InterruptWatcher& interrupt) {
+  fmt::print(stderr, "interrupted: {} of {} numbers checked on {}\n",
+             group_digits(run.result.checked), group_digits(run.job.below),
+             engine_name(run.job.engine));
+  return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
+}
+
+}  // namespace
+
+std::optional<std::int64_t> known_prime_sum(std::int64_t below) {
+  switch (below) {
+    case 10:
+      return 17;
+    case 100:
+      return 1060;
+    case 1'000'000:
+      return 37'550'402'023;
+    case 10'000'000:
+      return 3'203'324'994'356;
+    default:
+      return std::nullopt;
+  }
+}
+
+CLI::App* add_demo_command(CLI::App& app, DemoArgs& args) {
+  CLI::App* command = app.add_subcommand(
+      "demo",
+      "The article's CPU job on the serial loop, then on a ThreadPool with the default\n"
+      "workers: both %%time blocks, the speed-up, and why C++ threads speed up what Python\n"
+      "threads slowed down. `make demo` runs it.");
+  command->footer(
+      "Exit codes: 0 both answers right, 1 a wrong answer (the engines disagree, or miss the\n"
+      "known sum for N = 10, 100, 1e6 or 1e7), 2 usage error, 130 interrupted.");
+  command
+      ->add_option("--below", args.below,
+                   "Sum the primes below N: 0 to 1e10, as digits or in e-notation (1e7).\n"
+                   "Default: 1000000, the article's N.")
+      ->option_text("N");
+  return command;
+}
+
+int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
+  const std::int64_t below = parse_below(args.below);
+  WorkerCount workers = default_worker_count();
+  const std::size_t worker_count = workers.count;
+
+  fmt::print("crew demo: the article's CPU job, sum(is_prime(i) for i in range({})), run twice.\n\n",
+             below);
+  const EngineRun serial =
+      run_engine({.below = below,
+                  .engine = Engine::kSerial,
+                  .workers = 1,
+                  .workers_reason = "one loop on the calling thread, no pool",
+                  .chunksize = std::nullopt},
+                 "serial: the article's for loop", interrupt);
+  if (serial.result.interrupted) return interrupted_exit(serial, interrupt);
+  fmt::print("\n");
+
+  const EngineRun thread = run_engine(
+      {.below = below,
+       .engine = Engine::kThread,
+       .workers = worker_count,
+       .workers_reason = std::move(workers.reason),
+       .chunksize = std::nullopt},
+      fmt::format("thread: ThreadPool({}).imap(is_prime, range({}))", worker_count, below),
+      interrupt);
+  if (thread.result.interrupted) return interrupted_exit(thread, interrupt);
+  fmt::print("\n");
+
+  const std::int64_t serial_sum = serial.result.sum;
+  const std::int64_t thread_sum = thread.result.sum;
+  const std::optional<std::int64_t> known = known_prime_sum(below);
+  if (serial_sum != thread_sum || (known && serial_sum != *known)) {
+    std::fflush(stdout);
+    fmt::print(stderr, "crew demo: WRONG ANSWER: serial {}, thread {}{}\n", serial_sum, thread_sum,
+               known ? fmt::format(", known {}", *known) : std::string());
+    return 1;
+  }
+  fmt::print("both engines agree: {}{}.\n", group_digits(serial_sum),
+             known ? ", the known sum of the primes below " + group_digits(below) : "");
+
+  const double serial_wall = seconds(serial.result.timing.wall);
+  const double thread_wall = seconds(thread.result.timing.wall);
+  const double speedup = thread_wall > 0 ? serial_wall / thread_wall : 0;
+  fmt::print("speed-up: thread {:.2f}x over serial with {} worker{} (efficiency {:.0f}%)\n\n",
+             speedup, worker_count, worker_count == 1 ? "" : "s",
+             100 * speedup / static_cast<double>(worker_count));
+  fmt::print("{}", why(worker_count, speedup, below));
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace crew::cli

@@ -1,0 +1,122 @@
+// The crew command: parses the command line and hands over to one subcommand. Exit codes: 0 done,
+// 1 failure, 2 usage error, 128 + signal when interrupted (130 for Ctrl-C).
+#include <CLI/CLI.hpp>
+#include <crew/version.hpp>
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <string_view>
+
+#include "demo_command.hpp"
+#include "interrupt.hpp"
+#include "primes_command.hpp"
+
+namespace {
+
+constexpr int kExitFailure = 1;
+constexpr int kExitUsage = 2;
+
+constexpr std::string_view kCommands[] = {"primes", "demo"};
+
+constexpr const char* kDescription =
+    "crew runs many independent calls of one function on threads (and, in later versions, on\n"
+    "processes or machines), and measures what it cost the way %%time should: wall time, CPU of\n"
+    "every thread and worker, CPU/wall (the parallelism you got) and peak memory. It answers the\n"
+    "article \"Python threading vs multiprocessing\" in C++, where threads have no GIL.";
+
+constexpr const char* kFooter =
+    "Examples:\n"
+    "  crew demo                                  # the article's CPU job: serial, then threads\n"
+    "  crew primes --below 1e7 --engine thread    # sum the primes below 10,000,000\n"
+    "  crew primes --below 1e7 --json             # the same as one JSON object\n"
+    "\n"
+    "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"
+    "2 usage error, 130 interrupted (Ctrl-C; a second Ctrl-C exits at once).";
+
+// One line on stderr, and the exit code of a usage error.
+int usage_error(std::string_view message, std::string_view help_command) {
+  fmt::print(stderr, "crew: error: {} (run '{} --help' for usage)\n", message, help_command);
+  return kExitUsage;
+}
+
+bool is_command(std::string_view word) {
+  for (std::string_view command : kCommands) {
+    if (word == command) return true;
+  }
+  return false;
+}
+
+int run(int argc, char** argv) {
+  CLI::App app(kDescription, "crew");
+  app.footer(kFooter);
+  app.set_version_flag("--version", std::string("crew ") + CREW_VERSION_STRING,
+                       "Print \"crew <version>\" and exit.");
+  app.set_help_flag("-h,--help", "Print this help and exit.");
+  app.require_subcommand(1);
+  app.get_formatter()->column_width(22);
+
+  crew::cli::PrimesArgs primes_args;
+  CLI::App* primes = crew::cli::add_primes_command(app, primes_args);
+  crew::cli::DemoArgs demo_args;
+  CLI::App* demo = crew::cli::add_demo_command(app, demo_args);
+  for (CLI::App* command : {primes, demo}) {
+    command->set_help_flag("-h,--help", "Print this help and exit.");
+    command->get_formatter()->column_width(22);
+  }
+
+  // The top level takes no values, so its first word that is not an option names the command.
+  // CLI11 would call an unknown one "not expected"; say what it is and what exists.
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view word = argv[i];
+    if (word.starts_with('-')) continue;
+    if (!is_command(word)) {
+      return usage_error(fmt::format("unknown command \"{}\": the commands are primes and demo",
+                                     word),
+                         "crew");
+    }
+    break;
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::Success& success) {
+    return app.exit(success);  // --help, --version: printed on stdout, exit 0
+  } catch (const CLI::RequiredError& error) {
+    if (primes->parsed() == 0 && demo->parsed() == 0) {
+      return usage_error("a command is required: primes or demo", "crew");
+    }
+    return usage_error(error.what(), primes->parsed() != 0 ? "crew primes" : "crew demo");
+  } catch (const CLI::ParseError& error) {
+    const char* help = primes->parsed() != 0 ? "crew primes"
+                       : demo->parsed() != 0 ? "crew demo"
+                                             : "crew";
+    return usage_error(error.what(), help);
+  }
+
+  const char* help = primes->parsed() != 0 ? "crew primes" : "crew demo";
+  try {
+    // Started after parsing, so --help and usage errors start no thread at all.
+    crew::cli::InterruptWatcher interrupt;
+    if (primes->parsed() != 0) return crew::cli::run_primes_command(primes_args, interrupt);
+    return crew::cli::run_demo_command(demo_args, interrupt);
+  } catch (const crew::cli::UsageError& error) {
+    return usage_error(error.what(), help);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    // Before anything can start a thread: every thread inherits this mask, so SIGINT and SIGTERM
+    // reach only the InterruptWatcher's sigwait, never a worker's default action.
+    crew::cli::block_interrupt_signals();
+    return run(argc, argv);
+  } catch (const std::exception& error) {
+    std::fflush(stdout);
+    fmt::print(stderr, "crew: error: {}\n", error.what());
+    return kExitFailure;
+  }
+}

@@ -1,0 +1,196 @@
+#include "support/run_command.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+extern char** environ;
+
+namespace crew::testing {
+namespace {
+
+void check(int rc, const char* what) {
+  if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
+}
+
+// Closes the descriptors of a pipe on scope exit unless released.
+struct PipeFds {
+  int fds[2] = {-1, -1};
+  ~PipeFds() {
+    for (int fd : fds) {
+      if (fd >= 0) close(fd);
+    }
+  }
+};
+
+// posix_spawn attributes and file actions, destroyed on scope exit.
+struct SpawnSetup {
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t actions;
+  SpawnSetup() {
+    check(posix_spawnattr_init(&attr), "posix_spawnattr_init");
+    check(posix_spawn_file_actions_init(&actions), "posix_spawn_file_actions_init");
+  }
+  ~SpawnSetup() {
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attr);
+  }
+};
+
+}  // namespace
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv, SpawnOptions options)
+    : own_group_(options.own_process_group), start_(std::chrono::steady_clock::now()) {
+  // O_CLOEXEC: the pipes reach only this child (dup2 onto 1 and 2 clears the flag there), never a
+  // child that another test thread spawns at the same time.
+  PipeFds out;
+  PipeFds err;
+  if (pipe2(out.fds, O_CLOEXEC) != 0) check(errno, "pipe2");
+  if (pipe2(err.fds, O_CLOEXEC) != 0) check(errno, "pipe2");
+
+  SpawnSetup setup;
+  check(posix_spawn_file_actions_addopen(&setup.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0),
+        "posix_spawn_file_actions_addopen");
+  check(posix_spawn_file_actions_adddup2(&setup.actions, out.fds[1], STDOUT_FILENO),
+        "posix_spawn_file_actions_adddup2");
+  check(posix_spawn_file_actions_adddup2(&setup.actions, err.fds[1], STDERR_FILENO),
+        "posix_spawn_file_actions_adddup2");
+
+  short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
+  sigset_t empty;
+  sigemptyset(&empty);
+  check(posix_spawnattr_setsigmask(&setup.attr, &empty), "posix_spawnattr_setsigmask");
+  sigset_t defaults;
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGINT);
+  sigaddset(&defaults, SIGTERM);
+  sigaddset(&defaults, SIGPIPE);
+  check(posix_spawnattr_setsigdefault(&setup.attr, &defaults), "posix_spawnattr_setsigdefault");
+  if (own_group_) {
+    flags |= POSIX_SPAWN_SETPGROUP;
+    check(posix_spawnattr_setpgroup(&setup.attr, 0), "posix_spawnattr_setpgroup");
+  }
+  check(posix_spawnattr_setflags(&setup.attr, flags), "posix_spawnattr_setflags");
+
+  std::vector<char*> args;
+  for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+  args.push_back(nullptr);
+  check(posix_spawn(&pid_, args[0], &setup.actions, &setup.attr, args.data(), environ),
+        "posix_spawn");
+
+  out_fd_ = std::exchange(out.fds[0], -1);
+  err_fd_ = std::exchange(err.fds[0], -1);
+}
+
+ChildProcess::~ChildProcess() {
+  kill_and_reap();
+  if (out_fd_ >= 0) close(out_fd_);
+  if (err_fd_ >= 0) close(err_fd_);
+}
+
+void ChildProcess::kill_and_reap() noexcept {
+  if (reaped_ || pid_ <= 0) return;
+  kill(own_group_ ? -pid_ : pid_, SIGKILL);
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  reaped_ = true;
+}
+
+CommandResult ChildProcess::wait(std::chrono::milliseconds timeout) {
+  CommandResult result;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto remaining_ms = [&] {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    return static_cast<int>(std::max<std::chrono::milliseconds::rep>(0, left.count()));
+  };
+
+  // Both pipes are drained together: a child blocked writing a full stderr pipe while we wait on
+  // its stdout would never finish.
+  while ((out_fd_ >= 0 || err_fd_ >= 0) && !result.timed_out) {
+    pollfd fds[2] = {{out_fd_, POLLIN, 0}, {err_fd_, POLLIN, 0}};
+    const int ready = poll(fds, 2, remaining_ms());
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
+      result.timed_out = true;
+      break;
+    }
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || fds[i].revents == 0) continue;
+      char buffer[4096];
+      const ssize_t n = read(fds[i].fd, buffer, sizeof buffer);
+      if (n > 0) {
+        (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
+      } else if (n == 0 || errno != EINTR) {
+        int& fd = i == 0 ? out_fd_ : err_fd_;
+        close(fd);
+        fd = -1;
+      }
+    }
+  }
+
+  // The pipes closed; the child may still be exiting (or may have handed its pipes on and kept
+  // running). Poll for its exit until the deadline.
+  int status = 0;
+  while (!result.timed_out) {
+    const pid_t done = waitpid(pid_, &status, WNOHANG);
+    if (done == pid_) {
+      reaped_ = true;
+      break;
+    }
+    if (done < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "waitpid");
+    }
+    if (remaining_ms() == 0) {
+      result.timed_out = true;
+      break;
+    }
+    usleep(1000);
+  }
+  if (result.timed_out) {
+    kill(own_group_ ? -pid_ : pid_, SIGKILL);
+    while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    reaped_ = true;
+  }
+  result.wall = std::chrono::steady_clock::now() - start_;
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) result.term_signal = WTERMSIG(status);
+  return result;
+}
+
+CommandResult run_command(const std::vector<std::string>& argv,
+                          std::chrono::milliseconds timeout) {
+  ChildProcess child(argv);
+  return child.wait(timeout);
+}
+
+unsigned long long signal_set(pid_t pid, std::string_view field) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  const std::string prefix = std::string(field) + ":";
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.starts_with(prefix)) {
+      try {
+        return std::stoull(line.substr(prefix.size()), nullptr, 16);
+      } catch (const std::exception&) {
+        return 0;
+      }
+    }
+  }
+  return 0;
+}
+
+}  // namespace crew::testing
