@@ -157,9 +157,9 @@ std::string compact(std::int64_t value) {
   const std::size_t significant = digits.find_last_not_of('0') + 1;
   const std::size_t zeros = digits.size() - significant;
   if (zeros < 4 || significant > 3) return digits;
-  std::string mantissa = digits.substr(0, 1);
-  if (significant > 1) mantissa += "." + digits.substr(1, significant - 1);
-  return fmt::format("{}e{}", mantissa, digits.size() - 1);
+  if (significant == 1) return fmt::format("{}e{}", digits[0], digits.size() - 1);
+  return fmt::format("{}.{}e{}", digits[0], std::string_view(digits).substr(1, significant - 1),
+                     digits.size() - 1);
 }
 
 void check_range(std::int64_t value, const char* name) {
