@@ -1,8 +1,8 @@
 // The crew command: parses the command line and hands over to one subcommand. Exit codes: 0 done,
 // 1 failure, 2 usage error, 128 + signal when interrupted (130 for Ctrl-C).
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <crew/version.hpp>
-#include <fmt/format.h>
 
 #include <cstdio>
 #include <exception>
@@ -54,7 +54,8 @@ int run(int argc, char** argv) {
   app.set_version_flag("--version", std::string("crew ") + CREW_VERSION_STRING,
                        "Print \"crew <version>\" and exit.");
   app.set_help_flag("-h,--help", "Print this help and exit.");
-  app.require_subcommand(1);
+  // At most one; none is reported after parsing, so that `crew --bogus` blames --bogus first.
+  app.require_subcommand(0, 1);
   app.get_formatter()->column_width(22);
 
   crew::cli::PrimesArgs primes_args;
@@ -72,9 +73,8 @@ int run(int argc, char** argv) {
     const std::string_view word = argv[i];
     if (word.starts_with('-')) continue;
     if (!is_command(word)) {
-      return usage_error(fmt::format("unknown command \"{}\": the commands are primes and demo",
-                                     word),
-                         "crew");
+      return usage_error(
+          fmt::format("unknown command \"{}\": the commands are primes and demo", word), "crew");
     }
     break;
   }
@@ -83,16 +83,14 @@ int run(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
     return app.exit(success);  // --help, --version: printed on stdout, exit 0
-  } catch (const CLI::RequiredError& error) {
-    if (primes->parsed() == 0 && demo->parsed() == 0) {
-      return usage_error("a command is required: primes or demo", "crew");
-    }
-    return usage_error(error.what(), primes->parsed() != 0 ? "crew primes" : "crew demo");
   } catch (const CLI::ParseError& error) {
     const char* help = primes->parsed() != 0 ? "crew primes"
                        : demo->parsed() != 0 ? "crew demo"
                                              : "crew";
     return usage_error(error.what(), help);
+  }
+  if (primes->parsed() == 0 && demo->parsed() == 0) {
+    return usage_error("a command is required: primes or demo", "crew");
   }
 
   const char* help = primes->parsed() != 0 ? "crew primes" : "crew demo";

@@ -1,11 +1,11 @@
 #include "primes_command.hpp"
 
+#include <fmt/format.h>
 #include <crew/errors.hpp>
 #include <crew/thread_pool.hpp>
 #include <crew/version.hpp>
 #include <crew/worker_count.hpp>
 #include <crew/workloads/primes.hpp>
-#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -54,8 +54,8 @@ PrimesResult run_thread(const PrimesJob& job, std::stop_token stop, ProgressBar&
       .stop = stop,
   };
   try {
-    for (std::int64_t r : pool.imap(is_prime, std::views::iota(std::int64_t{0}, job.below),
-                                    options)) {
+    for (std::int64_t r :
+         pool.imap(is_prime, std::views::iota(std::int64_t{0}, job.below), options)) {
       result.sum += r;
       ++result.checked;
     }
@@ -82,8 +82,9 @@ std::optional<std::size_t> parse_chunksize(std::string_view text) {
   std::int64_t value = 0;
   try {
     value = crew::workloads::parse_count(text);
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(fmt::format("--chunksize: {} (or auto)", error.what()));
+  } catch (const std::invalid_argument&) {
+    throw UsageError(fmt::format(
+        "--chunksize must be auto or a whole number such as 1000 or 1e4, got \"{}\"", text));
   }
   if (value < 1) {
     throw UsageError(fmt::format("--chunksize must be at least 1 (or auto), got {}", text));
@@ -99,7 +100,7 @@ Engine parse_engine(std::string_view text) {
   if (text == "process") {
     throw UsageError(
         "--engine process is not available yet: the process engine lands with the ProcessPool "
-        "issue (available: serial, thread)");
+        "issue; use serial or thread");
   }
   throw UsageError(fmt::format("--engine must be serial or thread, got \"{}\"", text));
 }
@@ -115,8 +116,8 @@ void print_json(const PrimesJob& job, const PrimesResult& result) {
       {"command", "primes"},
       {"crew_version", CREW_VERSION_STRING},
       {"below", job.below},
-      {"answer", result.interrupted ? nlohmann::ordered_json(nullptr)
-                                    : nlohmann::ordered_json(result.sum)},
+      {"answer",
+       result.interrupted ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(result.sum)},
       {"engine", engine_name(job.engine)},
       {"workers", job.workers},
       {"workers_reason", job.workers_reason},
@@ -198,8 +199,7 @@ std::int64_t parse_below(std::string_view text) {
 
 CLI::App* add_primes_command(CLI::App& app, PrimesArgs& args) {
   CLI::App* command = app.add_subcommand(
-      "primes",
-      "The article's CPU job: sum the primes below N, on one engine, timed like %%time.");
+      "primes", "The article's CPU job: sum the primes below N, on one engine, timed like %%time.");
   command->footer(
       "Examples:\n"
       "  crew primes                                  # primes below 1e6 on a ThreadPool\n"
@@ -208,28 +208,30 @@ CLI::App* add_primes_command(CLI::App& app, PrimesArgs& args) {
       "\n"
       "Exit codes: 0 done, 1 failure, 2 usage error, 130 interrupted (Ctrl-C; a second Ctrl-C\n"
       "exits at once). The JSON fields are described in docs/cli.md.");
-  command->add_option("--below", args.below,
-                      "Sum the primes below N: 0 to 1e10, as digits (10000000, 10_000_000,\n"
-                      "10,000,000) or in e-notation (1e7). Default: 1000000, the article's N.")
-      ->option_text("N");
-  command->add_option("--engine", args.engine,
-                      "Where the numbers are checked. Default: thread.\n"
-                      "  serial  one loop on the calling thread: the article's first run\n"
-                      "  thread  crew::ThreadPool, imap over the numbers in chunks\n"
-                      "(process: not available yet; it lands with the ProcessPool issue.)")
-      ->option_text("ENGINE");
+  command
+      ->add_option("--below", args.below,
+                   "Sum the primes below N: 0 to 1e10, as digits (10000000, 10_000_000,\n"
+                   "10,000,000) or in e-notation (1e7). Default: 1000000, the article's N.")
+      ->type_name("N");
+  command
+      ->add_option("--engine", args.engine,
+                   "Where the numbers are checked. Default: thread.\n"
+                   "  serial  one loop on the calling thread: the article's first run\n"
+                   "  thread  crew::ThreadPool, imap over the numbers in chunks\n"
+                   "(process: not available yet; it lands with the ProcessPool issue.)")
+      ->type_name("ENGINE");
   const WorkerCount workers = default_worker_count();
   command
       ->add_option("--workers", args.workers,
                    fmt::format("Threads for --engine thread: 1 to {}. Default: {}, the CPUs this\n"
                                "process may use ({}).",
                                ThreadPool::kMaxWorkers, workers.count, workers.reason))
-      ->option_text("W");
+      ->type_name("W");
   command
       ->add_option("--chunksize", args.chunksize,
                    "Numbers per task for --engine thread: 1 or more, or auto. Default: auto,\n"
                    "about 64 chunks per worker and at most 65,536 numbers per chunk.")
-      ->option_text("C");
+      ->type_name("C");
   command->add_flag("--json", args.json,
                     "Print one JSON object on stdout instead of text (and no progress bar).\n"
                     "Default: off.");

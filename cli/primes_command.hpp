@@ -50,11 +50,10 @@ struct PrimesResult {
   Timing timing;  // the whole run: pool start and shutdown included
 };
 
-// Runs the job on its engine, reporting progress to `progress`. When `stop` fires, the serial engine
-// stops within 65,536 numbers and the thread engine once its chunks in flight have settled; the
-// result then says interrupted.
-// Blocks: for the run. Throws: std::system_error when threads cannot be started; crew's errors
-// other than a stop's crew::Cancelled. Thread safety: safe.
+// Runs the job on its engine, reporting progress to `progress`. When `stop` fires, the serial
+// engine stops within 65,536 numbers and the thread engine once its chunks in flight have settled;
+// the result then says interrupted. Blocks: for the run. Throws: std::system_error when threads
+// cannot be started; crew's errors other than a stop's crew::Cancelled. Thread safety: safe.
 [[nodiscard]] PrimesResult run_primes(const PrimesJob& job, std::stop_token stop,
                                       ProgressBar& progress);
 

@@ -9,7 +9,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -57,7 +61,18 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, SpawnOptions op
   PipeFds out;
   PipeFds err;
   if (pipe2(out.fds, O_CLOEXEC) != 0) check(errno, "pipe2");
-  if (pipe2(err.fds, O_CLOEXEC) != 0) check(errno, "pipe2");
+  if (options.stderr_is_terminal) {
+    // fds[0] the master (read here), fds[1] the terminal the child writes to, as with a pipe.
+    err.fds[0] = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (err.fds[0] < 0) check(errno, "posix_openpt");
+    if (grantpt(err.fds[0]) != 0 || unlockpt(err.fds[0]) != 0) check(errno, "grantpt");
+    char name[128];
+    if (const int rc = ptsname_r(err.fds[0], name, sizeof name); rc != 0) check(rc, "ptsname_r");
+    err.fds[1] = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+    if (err.fds[1] < 0) check(errno, "open pty");
+  } else if (pipe2(err.fds, O_CLOEXEC) != 0) {
+    check(errno, "pipe2");
+  }
 
   SpawnSetup setup;
   check(posix_spawn_file_actions_addopen(&setup.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0),
@@ -86,7 +101,18 @@ ChildProcess::ChildProcess(const std::vector<std::string>& argv, SpawnOptions op
   std::vector<char*> args;
   for (const std::string& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  check(posix_spawn(&pid_, args[0], &setup.actions, &setup.attr, args.data(), environ),
+  std::vector<char*> env;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    const std::string_view name = std::string_view(*entry).substr(0, std::strcspn(*entry, "="));
+    const bool replaced = std::any_of(options.env.begin(), options.env.end(), [&](auto& e) {
+      return e.size() > name.size() && e.compare(0, name.size(), name) == 0 &&
+             e[name.size()] == '=';
+    });
+    if (!replaced) env.push_back(*entry);
+  }
+  for (const std::string& entry : options.env) env.push_back(const_cast<char*>(entry.c_str()));
+  env.push_back(nullptr);
+  check(posix_spawn(&pid_, args[0], &setup.actions, &setup.attr, args.data(), env.data()),
         "posix_spawn");
 
   out_fd_ = std::exchange(out.fds[0], -1);
@@ -134,6 +160,7 @@ CommandResult ChildProcess::wait(std::chrono::milliseconds timeout) {
       if (n > 0) {
         (i == 0 ? result.out : result.err).append(buffer, static_cast<std::size_t>(n));
       } else if (n == 0 || errno != EINTR) {
+        // EOF; or EIO, what a terminal's master reads once the child's side is closed.
         int& fd = i == 0 ? out_fd_ : err_fd_;
         close(fd);
         fd = -1;
@@ -171,8 +198,7 @@ CommandResult ChildProcess::wait(std::chrono::milliseconds timeout) {
   return result;
 }
 
-CommandResult run_command(const std::vector<std::string>& argv,
-                          std::chrono::milliseconds timeout) {
+CommandResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   ChildProcess child(argv);
   return child.wait(timeout);
 }
@@ -191,6 +217,23 @@ unsigned long long signal_set(pid_t pid, std::string_view field) {
     }
   }
   return 0;
+}
+
+std::chrono::milliseconds cpu_time(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  // The command name (field 2) may hold spaces and ')': count fields from the last ')'.
+  const std::size_t paren = text.rfind(')');
+  if (paren == std::string::npos) return {};
+  std::istringstream fields(text.substr(paren + 1));
+  std::string field;
+  long long ticks = 0;
+  // Field 3 (state) comes first; utime and stime are fields 14 and 15.
+  for (int index = 3; index <= 15 && fields >> field; ++index) {
+    if (index >= 14) ticks += std::stoll(field);
+  }
+  const long per_second = sysconf(_SC_CLK_TCK);
+  return std::chrono::milliseconds(per_second > 0 ? ticks * 1000 / per_second : 0);
 }
 
 }  // namespace crew::testing

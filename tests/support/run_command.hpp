@@ -22,6 +22,7 @@ struct CommandResult {
   // true when the child outlived the timeout and was SIGKILLed (with its process group, if it had
   // its own).
   bool timed_out = false;
+  // From the spawn to the reaping.
   std::chrono::steady_clock::duration wall{};
 };
 
@@ -29,6 +30,12 @@ struct SpawnOptions {
   // Put the child in a new process group whose id is its pid (setpgid(0, 0) before exec), so a test
   // can signal the child and everything it starts, as a terminal's Ctrl-C would.
   bool own_process_group = false;
+  // Give the child a pseudo-terminal as stderr (isatty(2) is true there), for output that a
+  // program draws only on a terminal. What it writes comes back in CommandResult::err, with the
+  // terminal's "\n" → "\r\n" translation.
+  bool stderr_is_terminal = false;
+  // "NAME=value" entries added to (or replacing those of) the test process's environment.
+  std::vector<std::string> env = {};
 };
 
 // A running child with its stdout and stderr on pipes and stdin on /dev/null. It starts with an
@@ -69,6 +76,10 @@ CommandResult run_command(const std::vector<std::string>& argv,
 // (blocked by its main thread), "ShdPnd" (pending for the whole process), "SigPnd" (pending for
 // its main thread). 0 when it cannot be read (the process is gone).
 unsigned long long signal_set(pid_t pid, std::string_view field);
+
+// CPU time (user + system, all threads) that process `pid` has used so far, from /proc/<pid>/stat
+// (clock-tick resolution, 10 ms here); zero when it cannot be read.
+std::chrono::milliseconds cpu_time(pid_t pid);
 
 // The bit of `signo` in a signal_set.
 constexpr unsigned long long signal_bit(int signo) { return 1ULL << (signo - 1); }
