@@ -25,6 +25,15 @@ bool smoke_mode() noexcept;
 // Threads every parallel engine gets: the article's 2-worker pool, and this VM's core count.
 inline constexpr int kThreads = 2;
 
+// Returns value, hidden from the optimizer, so a computation on it cannot be hoisted out of the
+// timing loop. Use the returned copy (a const local): GCC 12 miscompiles an OpenMP loop bound
+// that was itself passed to DoNotOptimize (the loop never ends).
+template <class T>
+T opaque(T value) {
+  benchmark::DoNotOptimize(value);
+  return value;
+}
+
 // Primes: the sum of is_prime(i) over [0, N), at two sizes (1e6 and 1e7; smoke: 1e4 and 2e4).
 inline std::int64_t primes_small_n() { return smoke_mode() ? 10'000 : 1'000'000; }
 inline std::int64_t primes_large_n() { return smoke_mode() ? 20'000 : 10'000'000; }

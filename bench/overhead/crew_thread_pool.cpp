@@ -4,6 +4,10 @@
 //                                      map returns a new vector: its allocation (and freeing)
 //                                      is inside the timed region, unlike the oneTBB and OpenMP
 //                                      peers' preallocated output (compare with *_MapAlloc too).
+//   BM_CrewThreadPool_MapVoid          pool.map over the indices of a void function writing
+//                                      out[i] = f(in[i]) into a preallocated vector: what the
+//                                      oneTBB and OpenMP peers do, so crew's own per-item cost
+//                                      without the output's allocation (a void map stores nothing).
 //   BM_CrewThreadPool_SubmitBulk       bulk_tasks() × pool.submit(f, i), then get() on every
 //                                      Future: per task, submit + its Future + get.
 //   BM_CrewThreadPool_SubmitRoundTrip  one submit → get at a time: the latency of handing one
@@ -13,6 +17,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ranges>
 #include <vector>
 
 #include "bench_config.hpp"
@@ -32,6 +37,21 @@ void BM_CrewThreadPool_Map(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
+  crew_bench::report_per(state, in.size());
+}
+
+void BM_CrewThreadPool_MapVoid(benchmark::State& state) {
+  const std::vector<int>& in = crew_bench::map_input();
+  crew::ThreadPool pool({.workers = static_cast<std::size_t>(state.range(0))});
+  std::vector<int> out(in.size());
+  const auto write = [&in, &out](std::size_t i) noexcept { out[i] = crew_bench::kTrivial(in[i]); };
+  const auto indices = std::views::iota(std::size_t{0}, in.size());
+  for (auto _ : state) {
+    pool.map(write, indices);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  if (!crew_bench::is_trivial_map_of_input(out)) state.SkipWithError("wrong map result");
   crew_bench::report_per(state, in.size());
 }
 
@@ -66,6 +86,12 @@ void BM_CrewThreadPool_SubmitRoundTrip(benchmark::State& state) {
 }
 
 BENCHMARK(BM_CrewThreadPool_Map)
+    ->ArgName("workers")
+    ->Arg(1)
+    ->Arg(crew_bench::kThreads)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_CrewThreadPool_MapVoid)
     ->ArgName("workers")
     ->Arg(1)
     ->Arg(crew_bench::kThreads)

@@ -13,8 +13,7 @@ void BM_Serial_Primes(benchmark::State& state) {
   const std::int64_t n = state.range(0);
   std::int64_t sum = 0;
   for (auto _ : state) {
-    std::int64_t limit = n;
-    benchmark::DoNotOptimize(limit);  // keep the loop from being hoisted out of the timing loop
+    const std::int64_t limit = crew_bench::opaque(n);
     sum = 0;
     for (std::int64_t i = 0; i < limit; ++i) sum += crew::workloads::is_prime(i);
     benchmark::DoNotOptimize(sum);

@@ -19,8 +19,7 @@ void BM_TBB_Primes(benchmark::State& state) {
   arena.initialize();
   std::int64_t sum = 0;
   for (auto _ : state) {
-    std::int64_t limit = n;
-    benchmark::DoNotOptimize(limit);
+    const std::int64_t limit = crew_bench::opaque(n);
     sum = arena.execute([limit] {
       return tbb::parallel_reduce(
           tbb::blocked_range<std::int64_t>(0, limit), std::int64_t{0},
