@@ -5,6 +5,7 @@
 #include <exception>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 namespace crew {
 
@@ -48,6 +49,38 @@ class TaskFailed : public Error {
  private:
   std::string type_name_;
   std::string message_;
+};
+
+// A value could not be encoded or decoded on its way to or from a worker process. Fails the one
+// task whose value it was, never the pool.
+class SerializationError : public Error {
+ public:
+  using Error::Error;
+};
+
+// The worker process running the task died (killed by a signal, or exited) before it replied.
+// what(): "worker 1234 died (killed by SIGSEGV) while running the task".
+class WorkerCrashed : public Error {
+ public:
+  WorkerCrashed(int pid, int signal, int exit_code, std::string message)
+      : Error(std::move(message)), pid_(pid), signal_(signal), exit_code_(exit_code) {}
+  int pid() const noexcept { return pid_; }
+  // The signal that killed the worker, or 0 when it exited.
+  int signal() const noexcept { return signal_; }
+  // The worker's exit status when it exited, or -1 when a signal killed it.
+  int exit_code() const noexcept { return exit_code_; }
+
+ private:
+  int pid_;
+  int signal_;
+  int exit_code_;
+};
+
+// The task ran past its pool's task_timeout. A ProcessPool stops the worker (SIGTERM, a short
+// grace, then SIGKILL) and starts a new one.
+class TaskTimeout : public Error {
+ public:
+  using Error::Error;
 };
 
 // One line describing an exception: "std::runtime_error: boom", or "unknown exception (not derived

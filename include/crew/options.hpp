@@ -2,6 +2,7 @@
 // Python's keyword arguments.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <optional>
@@ -22,6 +23,36 @@ struct PoolOptions {
   std::optional<std::size_t> workers = {};
   // Where the pool's diagnostics go. Unset: stderr.
   LogHook on_log = {};
+};
+
+// Options for constructing a crew::ProcessPool.
+struct ProcessPoolOptions {
+  // Number of worker processes. Unset: crew::default_worker_count(). Set: 1 … kMaxWorkers, else
+  // std::invalid_argument naming "workers".
+  std::optional<std::size_t> workers = {};
+  // Runs once in each worker process as it starts, before its first task. Any callable: workers
+  // are forked, so it is the very object given here. Throwing (or a worker dying in it) makes the
+  // pool a crew::BrokenPool whose what() holds the exception's text — no endless respawn.
+  std::function<void()> initializer = {};
+  // Replace a worker (a new process) after it ran this many tasks; a map chunk counts as one
+  // task, as in Python's Pool. Unset: workers live as long as the pool. Set: must be ≥ 1.
+  std::optional<std::size_t> max_tasks_per_child = {};
+  // A task running longer than this fails with crew::TaskTimeout; its worker is stopped
+  // (SIGTERM, then SIGKILL after timeout_grace) and replaced. A map chunk of n items gets n times
+  // this; while a timeout is set, map's automatic chunksize is 1. Unset: no limit.
+  std::optional<std::chrono::milliseconds> task_timeout = {};
+  // Between SIGTERM and SIGKILL for a worker that ran past task_timeout.
+  std::chrono::milliseconds timeout_grace{100};
+  // Crash loop: this many worker deaths (signals or exits, timeouts not counted) within
+  // crash_loop_window make the pool a crew::BrokenPool instead of respawning forever.
+  std::size_t crash_loop_deaths = 10;
+  std::chrono::milliseconds crash_loop_window{1000};
+  // Where the pool's diagnostics go. Unset: stderr.
+  LogHook on_log = {};
+  // Say once (through on_log) when the pool forks from a process that already runs other threads:
+  // a lock held by one of them at fork time stays locked in the workers. A program that knows its
+  // other threads hold no locks a worker could need (crew's own CLI) turns this off.
+  bool warn_if_threads_running = true;
 };
 
 // Options for map, imap, imap_unordered, starmap and map_outcomes.

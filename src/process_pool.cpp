@@ -1,0 +1,924 @@
+// ProcessCore: the zygote, the workers and the one dispatcher thread that feeds them.
+//
+// Data flow: submit/map (any thread) → queue_ (under mu_) → eventfd wakes the dispatcher → it
+// sends a request frame to an idle worker → the worker replies → the dispatcher decodes the reply
+// into the job (settling a Future or filling a map chunk). The dispatcher waits on *any* worker
+// with epoll over every worker's socket and pidfd, the zygote's socket and pidfd, and the eventfd;
+// its timeout is the nearest task deadline.
+//
+// Process tree: host ─┬─ zygote (forked once, single-threaded)
+//                     ├─ worker (cloned by the zygote with CLONE_PARENT: the host's child)
+//                     └─ worker …
+// The host reaps every child through its pidfd + wait4(pid): never waitpid(-1), never a
+// process-wide signalfd, so the host program's own children and signals stay its own.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <unordered_map>
+
+#include "crew/detail/process_core.hpp"
+#include "crew/errors.hpp"
+#include "crew/process_pool.hpp"
+#include "crew/worker_count.hpp"
+#include "process/channel.hpp"
+#include "process/worker_main.hpp"
+
+namespace crew::detail {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// After the pool stops taking work, how long workers and the zygote get to exit on their own
+// before they are SIGKILLed.
+constexpr auto kExitGrace = std::chrono::seconds(2);
+
+int pidfd_open(pid_t pid) {
+  const long fd = ::syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "crew: pidfd_open");
+  return static_cast<int>(fd);
+}
+
+void pidfd_kill(int pidfd, int signo) noexcept {
+  if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0);
+}
+
+void close_fd(int& fd) noexcept {
+  if (fd >= 0) ::close(fd);
+  fd = -1;
+}
+
+std::string signal_name(int signo) {
+  const char* abbrev = ::sigabbrev_np(signo);
+  return abbrev != nullptr ? std::string("SIG") + abbrev : "signal " + std::to_string(signo);
+}
+
+// "killed by SIGSEGV" / "exited with status 3".
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) return "killed by " + signal_name(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "ended (status " + std::to_string(status) + ")";
+}
+
+std::size_t threads_in_this_process() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("Threads:", 0) == 0) return std::stoul(line.substr(8));
+  }
+  return 1;
+}
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
+
+}  // namespace
+
+class ProcessCore::Impl {
+ public:
+  Impl(std::size_t workers, ProcessPoolOptions options)
+      : target_workers_(workers), options_(std::move(options)) {
+    if (options_.warn_if_threads_running) {
+      const std::size_t threads = threads_in_this_process();
+      if (threads > 1) {
+        log("crew::ProcessPool: forking from a process that runs " + std::to_string(threads) +
+            " threads; a lock another thread holds at fork time stays locked in the workers "
+            "(make the pool before starting threads, or set warn_if_threads_running = false "
+            "when they hold no lock a worker needs)");
+      }
+    }
+    start_zygote();
+    try {
+      epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
+      if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "crew: epoll");
+      wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+      if (wake_ < 0) throw std::system_error(errno, std::generic_category(), "crew: eventfd");
+      watch(wake_, kWakeTag);
+      watch(zygote_socket_, kZygoteSocketTag);
+      watch(zygote_pidfd_, kZygotePidfdTag);
+      for (std::size_t i = 0; i < target_workers_; ++i) request_spawn();
+      thread_ = std::thread([this] { run(); });
+    } catch (...) {
+      // No dispatcher: stop the zygote (and anything it made) here, then report.
+      close_fd(zygote_socket_);
+      pidfd_kill(zygote_pidfd_, SIGKILL);
+      int status = 0;
+      while (::waitpid(zygote_pid_, &status, 0) < 0 && errno == EINTR) {
+      }
+      close_fd(zygote_pidfd_);
+      close_fd(epoll_);
+      close_fd(wake_);
+      throw;
+    }
+  }
+
+  ~Impl() {
+    join();
+    close_fd(epoll_);
+    close_fd(wake_);
+  }
+
+  void enqueue(std::shared_ptr<ProcessJob> job) {
+    {
+      std::lock_guard lock(mu_);
+      if (!broken_reason_.empty()) throw BrokenPool("crew::ProcessPool is broken: " + broken_reason_);
+      if (closed_) throw PoolClosed("crew::ProcessPool: cannot take new work after shutdown()");
+      queue_.push_back(std::move(job));
+    }
+    wake();
+  }
+
+  void cancel_group(std::uint64_t group, bool kill_running) {
+    std::vector<std::shared_ptr<ProcessJob>> dropped;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        if ((*it)->group == group) {
+          dropped.push_back(std::move(*it));
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      if (kill_running) kill_groups_.push_back(group);
+    }
+    for (auto& job : dropped) {
+      job->on_failure(std::make_exception_ptr(Cancelled("chunk cancelled before it ran")), false);
+    }
+    if (kill_running) wake();
+  }
+
+  std::size_t close(bool cancel_pending) {
+    std::deque<std::shared_ptr<ProcessJob>> dropped;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      if (cancel_pending) dropped.swap(queue_);
+      if (stop_ == StopMode::kNone) stop_ = StopMode::kDrain;
+    }
+    for (auto& job : dropped) {
+      job->on_failure(std::make_exception_ptr(Cancelled("task was cancelled before it ran")),
+                      false);
+    }
+    wake();
+    return dropped.size();
+  }
+
+  void terminate() {
+    std::deque<std::shared_ptr<ProcessJob>> dropped;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      dropped.swap(queue_);
+      stop_ = StopMode::kTerminate;
+    }
+    for (auto& job : dropped) {
+      job->on_failure(std::make_exception_ptr(Cancelled("pool terminated before the task ran")),
+                      false);
+    }
+    wake();
+    join();
+  }
+
+  void join() {
+    std::lock_guard lock(join_mu_);
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  }
+
+  bool closed() const {
+    std::lock_guard lock(mu_);
+    return closed_;
+  }
+  std::string broken_reason() const {
+    std::lock_guard lock(mu_);
+    return broken_reason_;
+  }
+  ProcessPoolStats stats() const {
+    std::lock_guard lock(stats_mu_);
+    return stats_;
+  }
+  std::vector<pid_t> worker_pids() const {
+    std::lock_guard lock(stats_mu_);
+    std::vector<pid_t> pids;
+    for (const auto& worker : stats_.workers) {
+      if (worker.alive) pids.push_back(worker.pid);
+    }
+    return pids;
+  }
+  pid_t zygote_pid() const noexcept { return zygote_pid_; }
+  std::chrono::milliseconds task_timeout_or_zero() const noexcept {
+    return options_.task_timeout.value_or(std::chrono::milliseconds::zero());
+  }
+
+  void log(const std::string& line) const {
+    if (options_.on_log) {
+      options_.on_log(line);
+    } else {
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
+  }
+
+ private:
+  enum class StopMode { kNone, kDrain, kTerminate };
+  enum class WorkerState { kStarting, kIdle, kBusy, kRetiring, kClosing };
+
+  struct Worker {
+    pid_t pid = 0;
+    int socket = -1;
+    int pidfd = -1;
+    WorkerState state = WorkerState::kStarting;
+    std::shared_ptr<ProcessJob> job;  // while kBusy
+    std::optional<Clock::time_point> deadline;  // while kBusy with a task_timeout
+    std::optional<Clock::time_point> kill_at;   // SIGTERM sent; SIGKILL at this time
+    bool timed_out = false;
+    bool cancelled = false;  // SIGKILLed because its job's map was stopped
+    std::size_t tasks = 0;
+    std::size_t record = 0;  // index in stats_.workers
+  };
+
+  // epoll tags: small numbers for the fixed descriptors, else a worker's pid with a flag bit.
+  static constexpr std::uint64_t kWakeTag = 1;
+  static constexpr std::uint64_t kZygoteSocketTag = 2;
+  static constexpr std::uint64_t kZygotePidfdTag = 3;
+  static constexpr std::uint64_t kSocketFlag = 1ULL << 32;
+  static constexpr std::uint64_t kPidfdFlag = 1ULL << 33;
+
+  void start_zygote() {
+    int pair[2];
+    make_socket_pair(pair);
+    const pid_t host = ::getpid();
+    std::fflush(nullptr);  // else the children would inherit (and print again) buffered output
+    const pid_t pid = ::fork();
+    if (pid < 0) {
+      const int error = errno;
+      ::close(pair[0]);
+      ::close(pair[1]);
+      throw std::system_error(error, std::generic_category(), "crew: fork (zygote)");
+    }
+    if (pid == 0) {
+      ::close(pair[0]);
+      run_zygote(pair[1], host, options_);
+    }
+    ::close(pair[1]);
+    zygote_pid_ = pid;
+    zygote_socket_ = pair[0];
+    zygote_pidfd_ = pidfd_open(pid);
+  }
+
+  void watch(int fd, std::uint64_t tag) {
+    epoll_event event{};
+    event.events = EPOLLIN;
+    event.data.u64 = tag;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) != 0) {
+      throw std::system_error(errno, std::generic_category(), "crew: epoll_ctl");
+    }
+  }
+  void unwatch(int fd) noexcept {
+    if (fd >= 0) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
+  }
+
+  void wake() noexcept {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] const ssize_t ignored = ::write(wake_, &one, sizeof one);
+  }
+
+  void request_spawn() {
+    if (zygote_socket_ < 0) {
+      set_broken("the zygote process is gone, so no worker can be started");
+      return;
+    }
+    const char request = 'S';
+    ssize_t sent;
+    do {
+      sent = ::send(zygote_socket_, &request, 1, MSG_NOSIGNAL);
+    } while (sent < 0 && errno == EINTR);
+    if (sent != 1) {
+      set_broken("the zygote process is gone, so no worker can be started");
+      return;
+    }
+    ++spawns_pending_;
+  }
+
+  // --- the dispatcher thread ------------------------------------------------------------------
+
+  void run() noexcept {
+    try {
+      loop();
+    } catch (const std::exception& error) {
+      log(std::string("crew::ProcessPool: dispatcher failed: ") + error.what());
+      emergency_stop();
+    }
+  }
+
+  void loop() {
+    epoll_event events[64];
+    for (;;) {
+      apply_commands();
+      dispatch();
+      if (stop_mode() != StopMode::kNone) {
+        begin_closing_if_done();
+        if (closing_ && live_processes() == 0) return;
+      }
+      const int ready = ::epoll_wait(epoll_, events, 64, wait_timeout_ms());
+      if (ready < 0) {
+        if (errno == EINTR) continue;
+        throw std::system_error(errno, std::generic_category(), "crew: epoll_wait");
+      }
+      for (int i = 0; i < ready; ++i) handle_event(events[i].data.u64);
+      enforce_deadlines();
+    }
+  }
+
+  StopMode stop_mode() const {
+    std::lock_guard lock(mu_);
+    return stop_;
+  }
+
+  std::size_t live_processes() const {
+    return workers_.size() + (zygote_pidfd_ >= 0 ? 1 : 0);
+  }
+
+  void apply_commands() {
+    std::vector<std::uint64_t> groups;
+    StopMode mode;
+    {
+      std::lock_guard lock(mu_);
+      groups.swap(kill_groups_);
+      mode = stop_;
+    }
+    for (auto& [pid, worker] : workers_) {
+      if (worker.state != WorkerState::kBusy || worker.cancelled) continue;
+      const bool in_group = std::find(groups.begin(), groups.end(), worker.job->group) !=
+                            groups.end();
+      if (in_group || mode == StopMode::kTerminate) {
+        worker.cancelled = true;
+        pidfd_kill(worker.pidfd, SIGKILL);
+      }
+    }
+    if (mode == StopMode::kTerminate && !terminated_) {
+      terminated_ = true;
+      for (auto& [pid, worker] : workers_) pidfd_kill(worker.pidfd, SIGKILL);
+      closing_started_ = Clock::now();
+      closing_ = true;
+      close_zygote_when_idle();
+    }
+  }
+
+  // Hands queued jobs to idle workers, in queue order.
+  void dispatch() {
+    for (auto& [pid, worker] : workers_) {
+      if (worker.state != WorkerState::kIdle) continue;
+      std::shared_ptr<ProcessJob> job;
+      std::string broken;
+      {
+        std::lock_guard lock(mu_);
+        if (queue_.empty()) return;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        broken = broken_reason_;
+      }
+      if (!broken.empty()) {
+        job->on_failure(std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)),
+                        false);
+        continue;
+      }
+      if (!job->start()) continue;
+      send_job(worker, std::move(job));
+    }
+  }
+
+  void send_job(Worker& worker, std::shared_ptr<ProcessJob> job) {
+    const std::uint64_t prefix[2] = {reinterpret_cast<std::uint64_t>(job->entry),
+                                     static_cast<std::uint64_t>(job->function)};
+    worker.state = WorkerState::kBusy;
+    worker.job = std::move(job);
+    if (options_.task_timeout) {
+      worker.deadline = Clock::now() + *options_.task_timeout * static_cast<long>(
+                                                                    std::max<std::size_t>(1, worker.job->items));
+    }
+    const bool sent = send_frame(
+        worker.socket, FrameKind::kRequest,
+        {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
+         std::string_view(worker.job->request.bytes())});
+    // Not sent: the worker died; its pidfd reports it and the job fails as a crash. The request
+    // bytes are no longer needed either way.
+    (void)sent;
+    worker.job->request.clear();
+  }
+
+  int wait_timeout_ms() const {
+    std::optional<Clock::time_point> next;
+    auto consider = [&](std::optional<Clock::time_point> at) {
+      if (at && (!next || *at < *next)) next = at;
+    };
+    for (const auto& [pid, worker] : workers_) {
+      consider(worker.kill_at ? worker.kill_at : worker.deadline);
+    }
+    if (closing_) consider(closing_started_ + kExitGrace);
+    if (!next) return -1;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
+    return static_cast<int>(std::clamp<long>(left.count(), 0, 60'000));
+  }
+
+  void enforce_deadlines() {
+    const auto now = Clock::now();
+    for (auto& [pid, worker] : workers_) {
+      if (worker.kill_at) {
+        if (now >= *worker.kill_at) {
+          pidfd_kill(worker.pidfd, SIGKILL);
+          worker.kill_at.reset();
+        }
+      } else if (worker.deadline && now >= *worker.deadline && worker.state == WorkerState::kBusy &&
+                 !worker.timed_out) {
+        worker.timed_out = true;
+        pidfd_kill(worker.pidfd, SIGTERM);
+        worker.kill_at = now + options_.timeout_grace;
+        worker.deadline.reset();
+      }
+    }
+    if (closing_ && now >= closing_started_ + kExitGrace) {
+      for (auto& [pid, worker] : workers_) pidfd_kill(worker.pidfd, SIGKILL);
+      pidfd_kill(zygote_pidfd_, SIGKILL);
+    }
+  }
+
+  void handle_event(std::uint64_t tag) {
+    if (tag == kWakeTag) {
+      std::uint64_t count = 0;
+      [[maybe_unused]] const ssize_t ignored = ::read(wake_, &count, sizeof count);
+    } else if (tag == kZygoteSocketTag) {
+      receive_spawned_worker();
+    } else if (tag == kZygotePidfdTag) {
+      reap_zygote();
+    } else if (tag & kSocketFlag) {
+      auto it = workers_.find(static_cast<pid_t>(tag & 0xffffffffULL));
+      if (it != workers_.end()) read_from_worker(it->second);
+    } else if (tag & kPidfdFlag) {
+      auto it = workers_.find(static_cast<pid_t>(tag & 0xffffffffULL));
+      if (it != workers_.end()) reap_worker(it);
+    }
+  }
+
+  void receive_spawned_worker() {
+    SpawnReply reply{};
+    int socket = -1;
+    if (!recv_with_fd(zygote_socket_, &reply, sizeof reply, socket)) {
+      // The zygote closed its end: it died. Its pidfd says how; pending spawns never come.
+      unwatch(zygote_socket_);
+      close_fd(zygote_socket_);
+      spawns_pending_ = 0;
+      return;
+    }
+    --spawns_pending_;
+    if (reply.pid <= 0 || socket < 0) {
+      if (socket >= 0) ::close(socket);
+      set_broken("the zygote cannot start a worker: " +
+                 std::string(std::strerror(reply.pid < 0 ? -reply.pid : EIO)));
+      return;
+    }
+    Worker worker;
+    worker.pid = reply.pid;
+    worker.socket = socket;
+    worker.pidfd = pidfd_open(reply.pid);
+    {
+      std::lock_guard lock(stats_mu_);
+      worker.record = stats_.workers.size();
+      WorkerRecord record;
+      record.pid = reply.pid;
+      stats_.workers.push_back(std::move(record));
+    }
+    const auto tag = static_cast<std::uint64_t>(reply.pid);
+    watch(worker.socket, tag | kSocketFlag);
+    watch(worker.pidfd, tag | kPidfdFlag);
+    if (closing_) {
+      worker.state = WorkerState::kClosing;
+      unwatch(worker.socket);
+      close_fd(worker.socket);  // end of stream: it exits after its initializer
+      if (terminated_) pidfd_kill(worker.pidfd, SIGKILL);
+    }
+    workers_.emplace(reply.pid, std::move(worker));
+    close_zygote_when_idle();
+  }
+
+  void read_from_worker(Worker& worker) {
+    FrameKind kind{};
+    if (!recv_frame(worker.socket, kind, reply_buffer_)) {
+      // End of stream: the worker exited or is exiting; its pidfd reports how.
+      unwatch(worker.socket);
+      close_fd(worker.socket);
+      return;
+    }
+    switch (kind) {
+      case FrameKind::kReady:
+        if (worker.state == WorkerState::kStarting) worker.state = WorkerState::kIdle;
+        return;
+      case FrameKind::kInitFailed:
+        set_broken("initializer failed: " + std::string(reply_buffer_.data(), reply_buffer_.size()));
+        return;
+      case FrameKind::kReply:
+        take_reply(worker);
+        return;
+      default:
+        log("crew::ProcessPool: unexpected frame from worker " + std::to_string(worker.pid));
+        pidfd_kill(worker.pidfd, SIGKILL);
+        return;
+    }
+  }
+
+  void take_reply(Worker& worker) {
+    if (worker.state != WorkerState::kBusy || !worker.job) return;
+    ByteReader reader(reply_buffer_.data(), reply_buffer_.size());
+    ReplyHeader header{};
+    try {
+      header = reader.get<ReplyHeader>();
+    } catch (const SerializationError&) {
+      pidfd_kill(worker.pidfd, SIGKILL);
+      return;
+    }
+    auto job = std::move(worker.job);
+    job->worker_wall = std::chrono::nanoseconds(header.wall_ns);
+    worker.deadline.reset();
+    ++worker.tasks;
+    {
+      std::lock_guard lock(stats_mu_);
+      auto& record = stats_.workers[worker.record];
+      record.tasks = worker.tasks;
+      record.cpu += std::chrono::nanoseconds(header.cpu_ns);
+      record.peak_rss_kib = std::max<long>(record.peak_rss_kib, header.peak_rss_kib);
+      if (stats_.chunks.size() < ProcessPoolStats::kMaxChunkRecords) {
+        stats_.chunks.push_back(ChunkRecord{.pid = worker.pid,
+                                            .items = job->items,
+                                            .wall = std::chrono::nanoseconds(header.wall_ns),
+                                            .cpu = std::chrono::nanoseconds(header.cpu_ns)});
+      } else {
+        ++stats_.chunks_not_recorded;
+      }
+    }
+    if (worker.timed_out || worker.cancelled) {
+      // The reply raced the signal: the worker is being stopped anyway, and the result is
+      // delivered (nothing is lost); its death is then not a failure of any job.
+      job->on_reply(reader);
+      return;
+    }
+    job->on_reply(reader);
+    if (options_.max_tasks_per_child && worker.tasks >= *options_.max_tasks_per_child) {
+      worker.state = WorkerState::kRetiring;
+      (void)send_frame(worker.socket, FrameKind::kQuit, {});
+      if (stop_mode() == StopMode::kNone) request_spawn();
+      return;
+    }
+    worker.state = WorkerState::kIdle;
+  }
+
+  void reap_worker(std::unordered_map<pid_t, Worker>::iterator it) {
+    Worker& worker = it->second;
+    int status = 0;
+    rusage usage{};
+    pid_t reaped;
+    do {
+      reaped = ::wait4(worker.pid, &status, WNOHANG, &usage);
+    } while (reaped < 0 && errno == EINTR);
+    if (reaped == 0) return;  // not yet (a pidfd can be readable a moment before wait4 sees it)
+    const bool known = reaped == worker.pid;
+    const std::string how = known ? describe_status(status) : "ended (status unknown: SIGCHLD ignored)";
+    unwatch(worker.pidfd);
+    unwatch(worker.socket);
+    close_fd(worker.pidfd);
+    close_fd(worker.socket);
+
+    const bool stopping = stop_mode() != StopMode::kNone;
+    const bool expected =
+        worker.state == WorkerState::kRetiring || worker.state == WorkerState::kClosing ||
+        worker.timed_out || worker.cancelled || terminated_ ||
+        (stopping && known && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    std::string exit_text = how;
+    if (worker.timed_out) exit_text = "timed out (" + how + ")";
+    if (worker.state == WorkerState::kRetiring) {
+      exit_text = "retired after " + std::to_string(worker.tasks) + " tasks (" + how + ")";
+    }
+    {
+      std::lock_guard lock(stats_mu_);
+      auto& record = stats_.workers[worker.record];
+      record.alive = false;
+      record.exit = exit_text;
+      if (known) {
+        record.peak_rss_kib = std::max<long>(record.peak_rss_kib, usage.ru_maxrss);
+        record.cpu = std::chrono::seconds(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+                     std::chrono::microseconds(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+      }
+      if (worker.timed_out) ++stats_.timeouts;
+      if (!expected) ++stats_.crashes;
+    }
+
+    if (worker.job) {
+      std::exception_ptr error;
+      if (worker.timed_out) {
+        error = std::make_exception_ptr(TaskTimeout(
+            "task ran past its " + ms_text(*options_.task_timeout) +
+            (worker.job->items > 1 ? " × " + std::to_string(worker.job->items) + " items" : "") +
+            " timeout; worker " + std::to_string(worker.pid) + " was stopped (" + how + ")"));
+      } else if (worker.cancelled || terminated_) {
+        error = std::make_exception_ptr(Cancelled(
+            "cancelled while running: worker " + std::to_string(worker.pid) + " was stopped"));
+      } else {
+        const int signo = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+        const int code = known && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        error = std::make_exception_ptr(WorkerCrashed(
+            worker.pid, signo, code,
+            "worker " + std::to_string(worker.pid) + " died (" + how + ") while running the task"));
+      }
+      worker.job->on_failure(error, true);
+      worker.job.reset();
+    }
+    const bool was_starting = worker.state == WorkerState::kStarting;
+    const bool retiring = worker.state == WorkerState::kRetiring;
+    const pid_t pid = worker.pid;
+    workers_.erase(it);
+
+    if (!expected) note_crash(pid, how, was_starting);
+    if (retiring) return;  // its replacement was requested when it retired
+    if (stop_mode() == StopMode::kNone && broken_reason().empty()) {
+      {
+        std::lock_guard lock(stats_mu_);
+        ++stats_.replacements;
+      }
+      request_spawn();
+    }
+  }
+
+  void note_crash(pid_t pid, const std::string& how, bool while_starting) {
+    const auto now = Clock::now();
+    crash_times_.push_back(now);
+    while (!crash_times_.empty() && now - crash_times_.front() > options_.crash_loop_window) {
+      crash_times_.pop_front();
+    }
+    if (crash_times_.size() >= options_.crash_loop_deaths) {
+      set_broken("crash loop: " + std::to_string(crash_times_.size()) + " workers died within " +
+                 ms_text(options_.crash_loop_window) + " (last: worker " + std::to_string(pid) +
+                 " " + how + (while_starting ? " while starting" : "") + ")");
+    }
+  }
+
+  void reap_zygote() {
+    int status = 0;
+    pid_t reaped;
+    do {
+      reaped = ::waitpid(zygote_pid_, &status, WNOHANG);
+    } while (reaped < 0 && errno == EINTR);
+    if (reaped == 0) return;
+    unwatch(zygote_pidfd_);
+    close_fd(zygote_pidfd_);
+    if (zygote_socket_ >= 0) {
+      unwatch(zygote_socket_);
+      close_fd(zygote_socket_);
+    }
+    spawns_pending_ = 0;
+    if (!closing_) {
+      set_broken("the zygote process (pid " + std::to_string(zygote_pid_) + ") " +
+                 (reaped == zygote_pid_ ? describe_status(status) : std::string("ended")) +
+                 "; no worker can be replaced");
+    }
+  }
+
+  void set_broken(const std::string& reason) {
+    std::deque<std::shared_ptr<ProcessJob>> dropped;
+    {
+      std::lock_guard lock(mu_);
+      if (!broken_reason_.empty()) return;
+      broken_reason_ = reason;
+      dropped.swap(queue_);
+    }
+    log("crew::ProcessPool is broken: " + reason);
+    for (auto& job : dropped) {
+      job->on_failure(std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + reason)),
+                      false);
+    }
+    // Idle workers are of no more use; busy ones finish their job first.
+    for (auto& [pid, worker] : workers_) {
+      if (worker.state == WorkerState::kIdle || worker.state == WorkerState::kStarting) {
+        worker.state = WorkerState::kClosing;
+        unwatch(worker.socket);
+        close_fd(worker.socket);
+      }
+    }
+  }
+
+  // Once draining is done (nothing queued, nothing running), closes every worker's socket (each
+  // exits at end of stream) and, after the last spawn reply, the zygote's.
+  void begin_closing_if_done() {
+    if (!closing_) {
+      {
+        std::lock_guard lock(mu_);
+        if (!queue_.empty()) return;
+      }
+      for (const auto& [pid, worker] : workers_) {
+        if (worker.state == WorkerState::kBusy) return;
+      }
+      closing_ = true;
+      closing_started_ = Clock::now();
+    }
+    for (auto& [pid, worker] : workers_) {
+      if (worker.socket >= 0 && worker.state != WorkerState::kBusy) {
+        worker.state = WorkerState::kClosing;
+        unwatch(worker.socket);
+        close_fd(worker.socket);
+      }
+    }
+    close_zygote_when_idle();
+  }
+
+  // The zygote's socket closes only when no spawn reply is outstanding: a worker cloned but never
+  // reported would be a child the host does not know of.
+  void close_zygote_when_idle() {
+    if (!closing_ || spawns_pending_ != 0 || zygote_socket_ < 0) return;
+    unwatch(zygote_socket_);
+    close_fd(zygote_socket_);
+  }
+
+  // The dispatcher itself failed (a system call it cannot do without): kill and reap everything
+  // so nothing is left behind, and fail what was waiting.
+  void emergency_stop() noexcept {
+    set_broken("the dispatcher thread failed");
+    for (auto& [pid, worker] : workers_) {
+      pidfd_kill(worker.pidfd, SIGKILL);
+      int status = 0;
+      while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (worker.job) {
+        worker.job->on_failure(
+            std::make_exception_ptr(BrokenPool("crew::ProcessPool: the dispatcher thread failed")),
+            true);
+      }
+      close_fd(worker.pidfd);
+      close_fd(worker.socket);
+    }
+    workers_.clear();
+    close_fd(zygote_socket_);
+    pidfd_kill(zygote_pidfd_, SIGKILL);
+    int status = 0;
+    while (::waitpid(zygote_pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+    close_fd(zygote_pidfd_);
+  }
+
+  const std::size_t target_workers_;
+  const ProcessPoolOptions options_;  // the zygote and workers hold a forked copy
+
+  mutable std::mutex mu_;
+  std::deque<std::shared_ptr<ProcessJob>> queue_;  // guarded by mu_
+  std::vector<std::uint64_t> kill_groups_;         // guarded by mu_: map runs stopped by the caller
+  bool closed_ = false;                            // guarded by mu_: enqueue refuses work
+  StopMode stop_ = StopMode::kNone;                // guarded by mu_
+  std::string broken_reason_;                      // guarded by mu_
+
+  mutable std::mutex stats_mu_;
+  ProcessPoolStats stats_;  // guarded by stats_mu_
+
+  // The dispatcher thread only (and the constructor, before it starts).
+  int epoll_ = -1;
+  int wake_ = -1;
+  pid_t zygote_pid_ = -1;
+  int zygote_socket_ = -1;
+  int zygote_pidfd_ = -1;
+  std::size_t spawns_pending_ = 0;
+  std::unordered_map<pid_t, Worker> workers_;
+  FrameBuffer reply_buffer_;
+  std::deque<Clock::time_point> crash_times_;
+  bool closing_ = false;
+  bool terminated_ = false;
+  Clock::time_point closing_started_{};
+
+  std::mutex join_mu_;
+  std::thread thread_;
+};
+
+// --- ProcessCore ------------------------------------------------------------------------------
+
+ProcessCore::ProcessCore(std::size_t workers, ProcessPoolOptions options)
+    : workers_(workers), impl_(std::make_unique<Impl>(workers, std::move(options))) {}
+
+ProcessCore::~ProcessCore() {
+  impl_->close(false);
+  impl_->join();
+}
+
+std::chrono::milliseconds ProcessCore::task_timeout_or_zero() const noexcept {
+  return impl_->task_timeout_or_zero();
+}
+
+void ProcessCore::enqueue(std::shared_ptr<ProcessJob> job) { impl_->enqueue(std::move(job)); }
+
+std::uint64_t ProcessCore::new_group() {
+  static std::atomic<std::uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
+void ProcessCore::cancel_group(std::uint64_t group, bool kill_running) {
+  impl_->cancel_group(group, kill_running);
+}
+
+ShutdownReport ProcessCore::shutdown(const ShutdownOptions& options) {
+  ShutdownReport report;
+  report.tasks_cancelled = impl_->close(options.cancel_pending);
+  if (options.wait) impl_->join();
+  report.unobserved_failures = failures_->count();
+  report.first_unobserved_failure = failures_->first();
+  return report;
+}
+
+void ProcessCore::terminate() { impl_->terminate(); }
+bool ProcessCore::closed() const { return impl_->closed(); }
+std::string ProcessCore::broken_reason() const { return impl_->broken_reason(); }
+ProcessPoolStats ProcessCore::stats() const { return impl_->stats(); }
+std::vector<pid_t> ProcessCore::worker_pids() const { return impl_->worker_pids(); }
+pid_t ProcessCore::zygote_pid() const noexcept { return impl_->zygote_pid(); }
+void ProcessCore::log(const std::string& line) const { impl_->log(line); }
+
+void write_task_failure(ByteWriter& reply, const std::exception_ptr& error) noexcept {
+  try {
+    reply.put(ReplyStatus::kFailed);
+    reply.put_string(exception_type_name(error));
+    std::string message;
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      message = e.what();
+    } catch (...) {
+      message = "(not derived from std::exception)";
+    }
+    reply.put_string(message);
+  } catch (...) {
+    // Out of memory while describing a failure: the host reads a short reply and reports that.
+  }
+}
+
+std::exception_ptr read_task_failure(ByteReader& reply) {
+  std::string type = reply.get_string();
+  std::string message = reply.get_string();
+  return std::make_exception_ptr(TaskFailed(std::move(type), std::move(message)));
+}
+
+}  // namespace crew::detail
+
+namespace crew {
+
+ProcessPool::ProcessPool(ProcessPoolOptions options) {
+  std::size_t workers = 0;
+  if (options.workers) {
+    workers = *options.workers;
+    if (workers < 1 || workers > kMaxWorkers) {
+      throw std::invalid_argument("crew::ProcessPool: workers must be between 1 and " +
+                                  std::to_string(kMaxWorkers) + ", got " + std::to_string(workers));
+    }
+  } else {
+    workers = default_worker_count().count;
+  }
+  if (options.max_tasks_per_child && *options.max_tasks_per_child == 0) {
+    throw std::invalid_argument(
+        "crew::ProcessPool: max_tasks_per_child must be >= 1, got 0 (leave it unset for no limit)");
+  }
+  if (options.task_timeout && options.task_timeout->count() <= 0) {
+    throw std::invalid_argument("crew::ProcessPool: task_timeout must be > 0 ms, got " +
+                                std::to_string(options.task_timeout->count()) +
+                                " (leave it unset for no limit)");
+  }
+  if (options.timeout_grace.count() < 0) {
+    throw std::invalid_argument("crew::ProcessPool: timeout_grace must be >= 0 ms");
+  }
+  if (options.crash_loop_deaths == 0) {
+    throw std::invalid_argument("crew::ProcessPool: crash_loop_deaths must be >= 1, got 0");
+  }
+  core_ = std::make_unique<detail::ProcessCore>(workers, std::move(options));
+}
+
+ProcessPool::~ProcessPool() {
+  const ShutdownReport report = core_->shutdown({.wait = true, .cancel_pending = false});
+  if (report.unobserved_failures != 0) {
+    core_->log(std::to_string(report.unobserved_failures) +
+               " failed task(s) were never observed (their futures were dropped); first: " +
+               report.first_unobserved_failure);
+  }
+}
+
+ShutdownReport ProcessPool::shutdown(const ShutdownOptions& options) {
+  return core_->shutdown(options);
+}
+
+void ProcessPool::terminate() { core_->terminate(); }
+
+}  // namespace crew
