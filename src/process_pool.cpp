@@ -349,6 +349,14 @@ class ProcessCore::Impl {
     return stop_;
   }
 
+  // A worker that ended is replaced while the pool runs, and while a draining shutdown still has
+  // queued work (retired workers must not strand it), never once broken or terminated.
+  bool wants_replacement() const {
+    std::lock_guard lock(mu_);
+    if (!broken_reason_.empty()) return false;
+    return stop_ == StopMode::kNone || (stop_ == StopMode::kDrain && !queue_.empty());
+  }
+
   std::size_t live_processes() const {
     return workers_.size() + (zygote_pidfd_ >= 0 ? 1 : 0);
   }
@@ -579,7 +587,13 @@ class ProcessCore::Impl {
     if (options_.max_tasks_per_child && worker.tasks >= *options_.max_tasks_per_child) {
       worker.state = WorkerState::kRetiring;
       (void)send_frame(worker.socket, FrameKind::kQuit, {});
-      if (stop_mode() == StopMode::kNone) request_spawn();
+      if (wants_replacement()) {
+        {
+          std::lock_guard lock(stats_mu_);
+          ++stats_.replacements;
+        }
+        request_spawn();
+      }
       return;
     }
     worker.state = WorkerState::kIdle;
@@ -652,7 +666,7 @@ class ProcessCore::Impl {
 
     if (!expected) note_crash(pid, how, was_starting);
     if (retiring) return;  // its replacement was requested when it retired
-    if (stop_mode() == StopMode::kNone && broken_reason().empty()) {
+    if (wants_replacement()) {
       {
         std::lock_guard lock(stats_mu_);
         ++stats_.replacements;

@@ -482,8 +482,17 @@ class ProcessStreamRun final
       chunk->count = count;
       job->items = count;
       next_position_ += count;
-      core_.enqueue(std::move(job));
       ++outstanding_;
+      if constexpr (Mode == MapMode::kOutcomes) {
+        // A broken pool still gives every item an outcome: its error.
+        try {
+          core_.enqueue(job);
+        } catch (const BrokenPool&) {
+          job->on_failure(std::current_exception(), false);
+        }
+      } else {
+        core_.enqueue(std::move(job));
+      }
     }
   }
 
