@@ -656,7 +656,7 @@ class ProcessCore::Impl {
             worker.pid, signo, code,
             "worker " + std::to_string(worker.pid) + " died (" + how + ") while running the task"));
       }
-      worker.job->on_failure(error, true);
+      worker.job->on_failure(std::move(error), true);
       worker.job.reset();
     }
     const bool was_starting = worker.state == WorkerState::kStarting;

@@ -1,4 +1,4 @@
-// crew-test-label: process
+// crew-test-label: process concurrency
 // ProcessPool failure semantics: crashed workers, timeouts, broken pools, worker retirement,
 // a parent killed mid-map, and no zombie left behind (the leak guard fails any test that leaves a
 // child process). Time bounds are generous; the tight figures are in bench/.

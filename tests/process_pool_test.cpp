@@ -1,4 +1,4 @@
-// crew-test-label: process
+// crew-test-label: process concurrency
 // ProcessPool: submit/futures, the map family, what crosses, errors, shutdown and stats. Failure
 // semantics (crashes, timeouts, orphans): process_pool_failure_test.cpp.
 #include "crew/process_pool.hpp"

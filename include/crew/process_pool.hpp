@@ -158,7 +158,9 @@ class ProcessTask final : public State<R>, public ProcessJob {
       }
       if (!this->try_start()) return;
     }
-    this->run_and_settle([&]() -> R { std::rethrow_exception(error); });
+    // Moved, not copied: once settled, the waiting thread must hold the error's last reference
+    // (see StateBase::rethrow_if_unsuccessful), so none may stay in this frame.
+    this->run_and_settle([&]() -> R { std::rethrow_exception(std::move(error)); });
   }
 };
 

@@ -1,4 +1,6 @@
-// Tests of `crew demo` as `make demo` runs it. Each test runs the binary named by $CREW_CLI.
+// crew-test-label: process
+// Tests of `crew demo` as `make demo` runs it. Each test runs the binary named by $CREW_CLI, whose
+// process run forks workers.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -28,21 +30,32 @@ class DemoCommandTest : public ::testing::Test {
   }
 };
 
-TEST_F(DemoCommandTest, RunsBothEnginesAndChecksTheKnownAnswer) {
+TEST_F(DemoCommandTest, RunsTheThreeEnginesAndChecksTheKnownAnswer) {
   const CommandResult r = crew({"demo"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("== serial: the article's for loop =="));
-  EXPECT_THAT(r.out, HasSubstr("== thread: ThreadPool("));
-  EXPECT_THAT(r.out, HasSubstr("both engines agree: 37,550,402,023, the known sum"));
+  const std::size_t serial = r.out.find("== serial: the article's for loop ==");
+  const std::size_t thread = r.out.find("== thread: ThreadPool(");
+  const std::size_t process = r.out.find("== process: ProcessPool(");
+  ASSERT_NE(serial, std::string::npos) << r.out;
+  ASSERT_NE(thread, std::string::npos) << r.out;
+  ASSERT_NE(process, std::string::npos) << r.out;
+  EXPECT_LT(serial, thread);
+  EXPECT_LT(thread, process);
+  // The process run's %%time block counts its reaped workers' CPU.
+  EXPECT_THAT(r.out.substr(process),
+              ::testing::Not(HasSubstr("Workers' CPU (child processes): user 0 ns")));
+  EXPECT_THAT(r.out, HasSubstr("all three engines agree: 37,550,402,023, the known sum"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("speed-up: thread [0-9]+\\.[0-9]+x over serial"));
+  EXPECT_THAT(r.out, ::testing::ContainsRegex("speed-up: process [0-9]+\\.[0-9]+x over serial"));
   EXPECT_THAT(r.out, HasSubstr("GIL"));
+  EXPECT_THAT(r.out, HasSubstr("multiprocessing.Pool"));
   EXPECT_EQ(r.err, "");
 }
 
 TEST_F(DemoCommandTest, OtherSizesNeedOnlyAgreement) {
   const CommandResult r = crew({"demo", "--below", "12345"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_THAT(r.out, HasSubstr("both engines agree: "));
+  EXPECT_THAT(r.out, HasSubstr("all three engines agree: "));
 }
 
 TEST_F(DemoCommandTest, BadBelowIsAUsageError) {
