@@ -6,9 +6,13 @@
 #include "crew/future.hpp"
 #include "crew/options.hpp"
 #include "crew/outcome.hpp"
+#include "crew/process_pool.hpp"
+#include "crew/process_stats.hpp"
+#include "crew/serialization.hpp"
 #include "crew/thread_pool.hpp"
 #include "crew/timing.hpp"
 #include "crew/worker_count.hpp"
 #include "crew/workloads/primes.hpp"
 
 static_assert(crew::Executor<crew::ThreadPool>);
+static_assert(crew::Executor<crew::ProcessPool>);
