@@ -343,19 +343,22 @@ class ProcessStreamRun final
     }
   }
 
-  // Registers the stop callback; separate from the constructor because it needs shared_from_this
-  // semantics to be set up (the callback may run at once).
+  // Registers the stop callback. Separate from the constructor: the callback holds a weak_ptr to
+  // the run (it may run at once, on the thread that requests the stop, while the last job holding
+  // the run is dropped inside it), which needs the shared_ptr to exist.
   void watch_stop() {
     if (stop_.stop_possible()) {
-      on_stop_.emplace(stop_, [this] {
+      on_stop_.emplace(stop_, [weak = this->weak_from_this()] {
+        const auto self = weak.lock();
+        if (!self) return;  // being destroyed: its destructor waits for this callback
         {
-          std::lock_guard lock(mu_);
-          cancelled_ = true;
+          std::lock_guard lock(self->mu_);
+          self->cancelled_ = true;
         }
         // Running chunks are abandoned: their workers are killed and replaced, so a stop takes
         // effect now, not after the slowest chunk.
-        core_.cancel_group(group_, true);
-        cv_.notify_all();
+        self->core_.cancel_group(self->group_, true);
+        self->cv_.notify_all();
       });
     }
   }
