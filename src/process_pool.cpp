@@ -923,7 +923,7 @@ ProcessPool::ProcessPool(ProcessPoolOptions options) {
 ProcessPool::~ProcessPool() {
   const ShutdownReport report = core_->shutdown({.wait = true, .cancel_pending = false});
   if (report.unobserved_failures != 0) {
-    core_->log(std::to_string(report.unobserved_failures) +
+    core_->log("crew::ProcessPool: " + std::to_string(report.unobserved_failures) +
                " failed task(s) were never observed (their futures were dropped); first: " +
                report.first_unobserved_failure);
   }
