@@ -36,10 +36,14 @@ std::string wrap(const std::string& text) {
 
 double seconds(std::chrono::nanoseconds d) { return std::chrono::duration<double>(d).count(); }
 
-// The explanation under the speed-up, fitted to what this run measured.
-std::string why(std::size_t workers, std::int64_t below, const Timing& serial,
-                const Timing& thread) {
-  const double speedup = thread.wall.count() > 0 ? seconds(serial.wall) / seconds(thread.wall) : 0;
+double speedup(const Timing& serial, const Timing& pool) {
+  return pool.wall.count() > 0 ? seconds(serial.wall) / seconds(pool.wall) : 0;
+}
+
+// The explanation under the speed-ups, fitted to what this run measured.
+std::string why(std::size_t workers, std::int64_t below, const Timing& serial, const Timing& thread,
+                const Timing& process) {
+  const double thread_speedup = speedup(serial, thread);
   const double cpu_ratio =
       serial.cpu().count() > 0 ? seconds(thread.cpu()) / seconds(serial.cpu()) : 1;
   std::string text =
@@ -54,22 +58,51 @@ std::string why(std::size_t workers, std::int64_t below, const Timing& serial,
     text +=
         " Here this process may use only 1 CPU, so no pool can beat the loop; run it where more "
         "CPUs are free to see the speed-up.";
-    return wrap(text);
+  } else {
+    if (cpu_ratio > 1.05) {
+      text += fmt::format(
+          " Here the thread run used {:.0f}% more CPU than the loop for the same numbers: two "
+          "busy CPUs can each run slower than one alone (hyper-threads of one core, a shared "
+          "clock), and starting the pool counts on a short job. That is why the speed-up is below "
+          "CPU/wall.",
+          (cpu_ratio - 1) * 100);
+    }
+    if (thread_speedup < 0.8 * static_cast<double>(workers) &&
+        thread.parallelism() < 0.9 * static_cast<double>(workers)) {
+      text +=
+          " The parallelism is below the worker count: other programs were using the CPUs, or "
+          "the job is too short for the pool's start to vanish. Try `crew demo --below 1e7`.";
+    }
   }
-  if (cpu_ratio > 1.05) {
-    text += fmt::format(
-        " Here the thread run used {:.0f}% more CPU than the loop for the same numbers: two busy "
-        "CPUs can each run slower than one alone (hyper-threads of one core, a shared clock), and "
-        "starting the pool counts on a short job. That is why the speed-up is below CPU/wall.",
-        (cpu_ratio - 1) * 100);
+  std::string out = wrap(text) + "\n";
+  // The process run against the thread run: what forking and crossing the numbers cost.
+  const double process_vs_thread =
+      thread.wall.count() > 0 ? seconds(process.wall) / seconds(thread.wall) : 1;
+  std::string processes =
+      "The process run is the article's own answer, multiprocessing.Pool, in C++: forked worker "
+      "processes, the numbers and the results crossing between processes in chunks, the workers' "
+      "CPU counted in the Workers' CPU line once they are reaped.";
+  if (process_vs_thread <= 1.1) {
+    processes += fmt::format(
+        " Here it took {:.0f}% of the thread run's wall time: chunks of numbers cost little to "
+        "send next to testing them, so processes are as fast as threads on this job.",
+        process_vs_thread * 100);
+  } else {
+    processes += fmt::format(
+        " Here it took {:.2f}x the thread run's wall time: forking the workers, sending the "
+        "numbers and results between processes and reaping the workers cost what threads sharing "
+        "memory never pay{}; the shorter the job, the more that shows (try `crew demo --below "
+        "1e7`).",
+        process_vs_thread,
+        workers > 1 && process.parallelism() < 0.9 * static_cast<double>(workers)
+            ? ", and its CPU/wall below the worker count says the workers waited part of the "
+              "time (while the pool started and stopped) or shared the CPUs with other programs"
+            : "");
   }
-  if (speedup < 0.8 * static_cast<double>(workers) &&
-      thread.parallelism() < 0.9 * static_cast<double>(workers)) {
-    text +=
-        " The parallelism is below the worker count: other programs were using the CPUs, or the "
-        "job is too short for the pool's start to vanish. Try `crew demo --below 1e7`.";
-  }
-  return wrap(text);
+  processes +=
+      " In C++ processes are not for speed but for what threads cannot give: code that is not "
+      "thread-safe, a crash that fails one task instead of the program, and a hard timeout.";
+  return out + wrap(processes);
 }
 
 struct EngineRun {
@@ -117,11 +150,11 @@ std::optional<std::int64_t> known_prime_sum(std::int64_t below) {
 CLI::App* add_demo_command(CLI::App& app, DemoArgs& args) {
   CLI::App* command = app.add_subcommand(
       "demo",
-      "The article's CPU job on the serial loop, then on a ThreadPool with the default\n"
-      "workers: both %%time blocks, the speed-up, and why C++ threads speed up what Python\n"
-      "threads slowed down. `make demo` runs it.");
+      "The article's CPU job on the serial loop, then on a ThreadPool and on a ProcessPool\n"
+      "with the default workers: the three %%time blocks, the speed-ups, and why C++ threads\n"
+      "speed up what Python threads slowed down. `make demo` runs it.");
   command->footer(
-      "Exit codes: 0 both answers right, 1 a wrong answer (the engines disagree, or miss the\n"
+      "Exit codes: 0 all answers right, 1 a wrong answer (the engines disagree, or miss the\n"
       "known sum for N = 10, 100, 1e6 or 1e7), 2 usage error, 130 interrupted.");
   command
       ->add_option("--below", args.below,
@@ -133,17 +166,19 @@ CLI::App* add_demo_command(CLI::App& app, DemoArgs& args) {
 
 int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   const std::int64_t below = parse_below(args.below);
-  WorkerCount workers = default_worker_count();
+  const WorkerCount workers = default_worker_count();
   const std::size_t worker_count = workers.count;
 
   fmt::print(
-      "crew demo: the article's CPU job, sum(is_prime(i) for i in range({})), run twice.\n\n",
+      "crew demo: the article's CPU job, sum(is_prime(i) for i in range({})), run three times.\n\n",
       below);
   const EngineRun serial = run_engine({.below = below,
                                        .engine = Engine::kSerial,
                                        .workers = 1,
                                        .workers_reason = "one loop on the calling thread, no pool",
-                                       .chunksize = std::nullopt},
+                                       .chunksize = std::nullopt,
+                                       .task_timeout = std::nullopt,
+                                       .max_tasks_per_child = std::nullopt},
                                       "serial: the article's for loop", interrupt);
   if (serial.result.interrupted) return interrupted_exit(serial, interrupt);
   fmt::print("\n");
@@ -152,32 +187,49 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
       {.below = below,
        .engine = Engine::kThread,
        .workers = worker_count,
-       .workers_reason = std::move(workers.reason),
-       .chunksize = std::nullopt},
+       .workers_reason = workers.reason,
+       .chunksize = std::nullopt,
+       .task_timeout = std::nullopt,
+       .max_tasks_per_child = std::nullopt},
       fmt::format("thread: ThreadPool({}).imap(is_prime, range({}))", worker_count, below),
       interrupt);
   if (thread.result.interrupted) return interrupted_exit(thread, interrupt);
   fmt::print("\n");
 
+  const EngineRun process = run_engine(
+      {.below = below,
+       .engine = Engine::kProcess,
+       .workers = worker_count,
+       .workers_reason = workers.reason,
+       .chunksize = std::nullopt,
+       .task_timeout = std::nullopt,
+       .max_tasks_per_child = std::nullopt},
+      fmt::format("process: ProcessPool({}).imap(is_prime, range({}))", worker_count, below),
+      interrupt);
+  if (process.result.interrupted) return interrupted_exit(process, interrupt);
+  fmt::print("\n");
+
   const std::int64_t serial_sum = serial.result.sum;
   const std::int64_t thread_sum = thread.result.sum;
+  const std::int64_t process_sum = process.result.sum;
   const std::optional<std::int64_t> known = known_prime_sum(below);
-  if (serial_sum != thread_sum || (known && serial_sum != *known)) {
+  if (serial_sum != thread_sum || serial_sum != process_sum || (known && serial_sum != *known)) {
     std::fflush(stdout);
-    fmt::print(stderr, "crew demo: WRONG ANSWER: serial {}, thread {}{}\n", serial_sum, thread_sum,
-               known ? fmt::format(", known {}", *known) : std::string());
+    fmt::print(stderr, "crew demo: WRONG ANSWER: serial {}, thread {}, process {}{}\n", serial_sum,
+               thread_sum, process_sum, known ? fmt::format(", known {}", *known) : std::string());
     return 1;
   }
-  fmt::print("both engines agree: {}{}.\n", group_digits(serial_sum),
+  fmt::print("all three engines agree: {}{}.\n", group_digits(serial_sum),
              known ? ", the known sum of the primes below " + group_digits(below) : "");
 
-  const double serial_wall = seconds(serial.result.timing.wall);
-  const double thread_wall = seconds(thread.result.timing.wall);
-  const double speedup = thread_wall > 0 ? serial_wall / thread_wall : 0;
-  fmt::print("speed-up: thread {:.2f}x over serial with {} worker{} (efficiency {:.0f}%)\n\n",
-             speedup, worker_count, worker_count == 1 ? "" : "s",
-             100 * speedup / static_cast<double>(worker_count));
-  fmt::print("{}", why(worker_count, below, serial.result.timing, thread.result.timing));
+  for (const EngineRun* run : {&thread, &process}) {
+    const double ratio = speedup(serial.result.timing, run->result.timing);
+    fmt::print("speed-up: {} {:.2f}x over serial with {} worker{} (efficiency {:.0f}%)\n",
+               engine_name(run->job.engine), ratio, worker_count, worker_count == 1 ? "" : "s",
+               100 * ratio / static_cast<double>(worker_count));
+  }
+  fmt::print("\n{}", why(worker_count, below, serial.result.timing, thread.result.timing,
+                         process.result.timing));
   std::fflush(stdout);
   return 0;
 }

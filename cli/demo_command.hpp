@@ -1,5 +1,6 @@
-// `crew demo`: the article's CPU job run twice, on the serial loop and on a ThreadPool, with both
-// %%time blocks, the speed-up, and why it differs from the article's Python. `make demo` runs it.
+// `crew demo`: the article's CPU job run three times, on the serial loop, a ThreadPool and a
+// ProcessPool, with the %%time blocks, the speed-ups, and why it differs from the article's
+// Python. `make demo` runs it.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -23,7 +24,7 @@ struct DemoArgs {
 // Registers `crew demo` on `app`, writing what it parses into `args` (which must outlive app).
 CLI::App* add_demo_command(CLI::App& app, DemoArgs& args);
 
-// Runs `crew demo`; returns the exit code: 0, 1 when the two engines disagree or miss the known
+// Runs `crew demo`; returns the exit code: 0, 1 when the engines disagree or miss the known
 // answer, 128 + signal when interrupted. Throws: UsageError; whatever run_primes throws.
 [[nodiscard]] int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt);
 

@@ -21,15 +21,18 @@ constexpr int kExitUsage = 2;
 constexpr std::string_view kCommands[] = {"primes", "demo"};
 
 constexpr const char* kDescription =
-    "crew runs many independent calls of one function on threads (and, in later versions, on\n"
-    "processes or machines), and measures what it cost the way %%time should: wall time, CPU of\n"
-    "every thread and worker, CPU/wall (the parallelism you got) and peak memory. It answers the\n"
-    "article \"Python threading vs multiprocessing\" in C++, where threads have no GIL.";
+    "crew runs many independent calls of one function on threads or worker processes (and, in\n"
+    "later versions, machines), and measures what it cost the way %%time should: wall time, CPU\n"
+    "of every thread and worker process, CPU/wall (the parallelism you got) and peak memory. It\n"
+    "answers the article \"Python threading vs multiprocessing\" in C++, where threads have no "
+    "GIL.";
 
 constexpr const char* kFooter =
     "Examples:\n"
-    "  crew demo                                  # the article's CPU job: serial, then threads\n"
+    "  crew demo                                  # the article's CPU job: serial, threads, "
+    "processes\n"
     "  crew primes --below 1e7 --engine thread    # sum the primes below 10,000,000\n"
+    "  crew primes --below 1e7 --engine process   # the same on worker processes\n"
     "  crew primes --below 1e7 --json             # the same as one JSON object\n"
     "\n"
     "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <crew/process_stats.hpp>
 #include <crew/timing.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -25,7 +27,7 @@ class UsageError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-enum class Engine { kSerial, kThread };
+enum class Engine { kSerial, kThread, kProcess };
 
 [[nodiscard]] std::string_view engine_name(Engine engine);
 
@@ -37,9 +39,20 @@ struct PrimesJob {
   // Why this many workers: default_worker_count()'s reason, "--workers" when the user chose, or
   // what the serial engine does instead.
   std::string workers_reason;
-  // Thread engine only. Unset: crew's automatic chunk size.
+  // Thread and process engines. Unset: crew's automatic chunk size.
   std::optional<std::size_t> chunksize;
+  // Process engine only: ProcessPoolOptions::task_timeout and max_tasks_per_child. Unset: none.
+  std::optional<std::chrono::milliseconds> task_timeout;
+  std::optional<std::size_t> max_tasks_per_child;
 };
+
+// The chunk size a pool engine's imap uses for `job`: --chunksize, else what crew picks — 1 while a
+// process pool has a task timeout (ProcessPoolOptions::task_timeout), else
+// crew::detail::auto_chunksize. 0 for the serial engine (no chunks).
+[[nodiscard]] std::size_t effective_chunksize(const PrimesJob& job);
+
+// How many chunks `job` splits its numbers into: 0 for the serial engine.
+[[nodiscard]] std::size_t chunk_count(const PrimesJob& job);
 
 // What a run produced. The numbers checked are always a prefix [0, checked) of the input (imap
 // yields in input order), so even an interrupted run has an exact partial sum.
@@ -48,16 +61,25 @@ struct PrimesResult {
   std::int64_t sum = 0;      // the sum of the primes below `checked`
   bool interrupted = false;
   Timing timing;  // the whole run: pool start and shutdown included
+  // Pool engines: the chunks whose results are in `sum` (a prefix of the chunks, like `checked`),
+  // and the chunk count of the whole job.
+  std::size_t chunks_done = 0;
+  std::size_t chunks_total = 0;
+  // Process engine: what the pool measured, taken after its workers exited and were reaped.
+  std::optional<ProcessPoolStats> process_stats;
 };
 
 // Runs the job on its engine, reporting progress to `progress`. When `stop` fires, the serial
-// engine stops within 65,536 numbers and the thread engine once its chunks in flight have settled;
-// the result then says interrupted. Blocks: for the run. Throws: std::system_error when threads
-// cannot be started; crew's errors other than a stop's crew::Cancelled. Thread safety: safe.
+// engine stops within 65,536 numbers, the thread engine once its chunks in flight have settled,
+// and the process engine at once (the workers running chunks are killed); the result then says
+// interrupted. Blocks: for the run, the process pool's shutdown included. Throws:
+// std::system_error when threads or processes cannot be started; crew's errors other than a stop's
+// crew::Cancelled (crew::TaskTimeout when a chunk outlives --task-timeout). Thread safety: safe.
 [[nodiscard]] PrimesResult run_primes(const PrimesJob& job, std::stop_token stop,
                                       ProgressBar& progress);
 
-// "engine: thread, workers: 2 (2 CPUs in …), chunksize: auto" — one line, no newline.
+// "engine: thread, workers: 2 (2 CPUs in …), chunksize: auto" — one line, no newline. The process
+// engine adds its task timeout and tasks per child when set.
 [[nodiscard]] std::string describe_job(const PrimesJob& job);
 
 // 37550402023 → "37,550,402,023". Thread safety: safe.
@@ -69,6 +91,8 @@ struct PrimesArgs {
   std::string engine = "thread";
   std::string workers;  // empty: default_worker_count()
   std::string chunksize = "auto";
+  std::string task_timeout;         // empty: none
+  std::string max_tasks_per_child;  // empty: none
   bool json = false;
 };
 

@@ -136,7 +136,8 @@ class ProcessCore::Impl {
   void enqueue(std::shared_ptr<ProcessJob> job) {
     {
       std::lock_guard lock(mu_);
-      if (!broken_reason_.empty()) throw BrokenPool("crew::ProcessPool is broken: " + broken_reason_);
+      if (!broken_reason_.empty())
+        throw BrokenPool("crew::ProcessPool is broken: " + broken_reason_);
       if (closed_) throw PoolClosed("crew::ProcessPool: cannot take new work after shutdown()");
       queue_.push_back(std::move(job));
     }
@@ -242,7 +243,7 @@ class ProcessCore::Impl {
     int socket = -1;
     int pidfd = -1;
     WorkerState state = WorkerState::kStarting;
-    std::shared_ptr<ProcessJob> job;  // while kBusy
+    std::shared_ptr<ProcessJob> job;            // while kBusy
     std::optional<Clock::time_point> deadline;  // while kBusy with a task_timeout
     std::optional<Clock::time_point> kill_at;   // SIGTERM sent; SIGKILL at this time
     bool timed_out = false;
@@ -357,9 +358,7 @@ class ProcessCore::Impl {
     return stop_ == StopMode::kNone || (stop_ == StopMode::kDrain && !queue_.empty());
   }
 
-  std::size_t live_processes() const {
-    return workers_.size() + (zygote_pidfd_ >= 0 ? 1 : 0);
-  }
+  std::size_t live_processes() const { return workers_.size() + (zygote_pidfd_ >= 0 ? 1 : 0); }
 
   void apply_commands() {
     std::vector<std::uint64_t> groups;
@@ -371,8 +370,8 @@ class ProcessCore::Impl {
     }
     for (auto& [pid, worker] : workers_) {
       if (worker.state != WorkerState::kBusy || worker.cancelled) continue;
-      const bool in_group = std::find(groups.begin(), groups.end(), worker.job->group) !=
-                            groups.end();
+      const bool in_group =
+          std::find(groups.begin(), groups.end(), worker.job->group) != groups.end();
       if (in_group || mode == StopMode::kTerminate) {
         worker.cancelled = true;
         pidfd_kill(worker.pidfd, SIGKILL);
@@ -401,8 +400,8 @@ class ProcessCore::Impl {
         broken = broken_reason_;
       }
       if (!broken.empty()) {
-        job->on_failure(std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)),
-                        false);
+        job->on_failure(
+            std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)), false);
         continue;
       }
       if (!job->start()) continue;
@@ -416,13 +415,14 @@ class ProcessCore::Impl {
     worker.state = WorkerState::kBusy;
     worker.job = std::move(job);
     if (options_.task_timeout) {
-      worker.deadline = Clock::now() + *options_.task_timeout * static_cast<long>(
-                                                                    std::max<std::size_t>(1, worker.job->items));
+      worker.deadline =
+          Clock::now() +
+          *options_.task_timeout * static_cast<long>(std::max<std::size_t>(1, worker.job->items));
     }
-    const bool sent = send_frame(
-        worker.socket, FrameKind::kRequest,
-        {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
-         std::string_view(worker.job->request.bytes())});
+    const bool sent =
+        send_frame(worker.socket, FrameKind::kRequest,
+                   {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
+                    std::string_view(worker.job->request.bytes())});
     // Not sent: the worker died; its pidfd reports it and the job fails as a crash. The request
     // bytes are no longer needed either way.
     (void)sent;
@@ -536,7 +536,8 @@ class ProcessCore::Impl {
         if (worker.state == WorkerState::kStarting) worker.state = WorkerState::kIdle;
         return;
       case FrameKind::kInitFailed:
-        set_broken("initializer failed: " + std::string(reply_buffer_.data(), reply_buffer_.size()));
+        set_broken("initializer failed: " +
+                   std::string(reply_buffer_.data(), reply_buffer_.size()));
         return;
       case FrameKind::kReply:
         take_reply(worker);
@@ -609,17 +610,18 @@ class ProcessCore::Impl {
     } while (reaped < 0 && errno == EINTR);
     if (reaped == 0) return;  // not yet (a pidfd can be readable a moment before wait4 sees it)
     const bool known = reaped == worker.pid;
-    const std::string how = known ? describe_status(status) : "ended (status unknown: SIGCHLD ignored)";
+    const std::string how =
+        known ? describe_status(status) : "ended (status unknown: SIGCHLD ignored)";
     unwatch(worker.pidfd);
     unwatch(worker.socket);
     close_fd(worker.pidfd);
     close_fd(worker.socket);
 
     const bool stopping = stop_mode() != StopMode::kNone;
-    const bool expected =
-        worker.state == WorkerState::kRetiring || worker.state == WorkerState::kClosing ||
-        worker.timed_out || worker.cancelled || terminated_ ||
-        (stopping && known && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    const bool expected = worker.state == WorkerState::kRetiring ||
+                          worker.state == WorkerState::kClosing || worker.timed_out ||
+                          worker.cancelled || terminated_ ||
+                          (stopping && known && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     std::string exit_text = how;
     if (worker.timed_out) exit_text = "timed out (" + how + ")";
     if (worker.state == WorkerState::kRetiring) {
@@ -647,8 +649,8 @@ class ProcessCore::Impl {
             (worker.job->items > 1 ? " × " + std::to_string(worker.job->items) + " items" : "") +
             " timeout; worker " + std::to_string(worker.pid) + " was stopped (" + how + ")"));
       } else if (worker.cancelled || terminated_) {
-        error = std::make_exception_ptr(Cancelled(
-            "cancelled while running: worker " + std::to_string(worker.pid) + " was stopped"));
+        error = std::make_exception_ptr(Cancelled("cancelled while running: worker " +
+                                                  std::to_string(worker.pid) + " was stopped"));
       } else {
         const int signo = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
         const int code = known && WIFEXITED(status) ? WEXITSTATUS(status) : -1;

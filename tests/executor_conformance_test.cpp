@@ -63,7 +63,8 @@ TYPED_TEST(ExecutorConformanceTest, MapIsOrderedAndComplete) {
 
 TYPED_TEST(ExecutorConformanceTest, AutoChunksizeMapMatchesSerial) {
   auto pool = TestFixture::make(2);
-  const auto out = pool.map(workloads::is_prime, std::views::iota(std::int64_t{0}, std::int64_t{200'000}));
+  const auto out =
+      pool.map(workloads::is_prime, std::views::iota(std::int64_t{0}, std::int64_t{200'000}));
   std::int64_t serial = 0;
   for (std::int64_t i = 0; i < 200'000; ++i) serial += workloads::is_prime(i);
   EXPECT_EQ(std::accumulate(out.begin(), out.end(), std::int64_t{0}), serial);
@@ -94,7 +95,8 @@ TYPED_TEST(ExecutorConformanceTest, MapOutcomesKeepsEveryResult) {
 TYPED_TEST(ExecutorConformanceTest, ImapAndImapUnorderedSeeEveryItem) {
   auto pool = TestFixture::make(2);
   std::vector<int> ordered;
-  for (int x : pool.imap(plus_one, std::views::iota(0, 500), {.chunksize = 7})) ordered.push_back(x);
+  for (int x : pool.imap(plus_one, std::views::iota(0, 500), {.chunksize = 7}))
+    ordered.push_back(x);
   std::vector<int> expected(500);
   std::iota(expected.begin(), expected.end(), 1);
   EXPECT_EQ(ordered, expected);

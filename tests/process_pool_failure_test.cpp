@@ -15,8 +15,8 @@
 #include <fstream>
 #include <map>
 #include <ranges>
-#include <sstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -207,7 +207,8 @@ TEST(ProcessPoolFailureTest, TaskTimeoutEscalatesToSigkill) {
     for (;;) ::pause();
     return 0;
   };
-  ProcessPool pool({.workers = 1, .task_timeout = milliseconds(100), .timeout_grace = milliseconds(100)});
+  ProcessPool pool(
+      {.workers = 1, .task_timeout = milliseconds(100), .timeout_grace = milliseconds(100)});
   auto stuck = pool.submit(stubborn, 0);
   try {
     (void)stuck.get();
@@ -221,7 +222,8 @@ TEST(ProcessPoolFailureTest, TaskTimeoutEscalatesToSigkill) {
 TEST(ProcessPoolFailureTest, MapWithTimeoutFailsOnlyTheSlowItem) {
   ProcessPool pool({.workers = 2, .task_timeout = milliseconds(300)});
   auto fn = [](int x) {
-    if (x == 3) for (;;) ::pause();
+    if (x == 3)
+      for (;;) ::pause();
     return x + 1;
   };
   const auto outcomes = pool.map_outcomes(fn, std::views::iota(0, 8));

@@ -256,8 +256,7 @@ TEST(ProcessPoolTest, LeavingImapEarlyIsSafe) {
 
 TEST(ProcessPoolTest, ChunksizeZeroIsRefused) {
   ProcessPool pool({.workers = 1});
-  EXPECT_THROW((void)pool.map(twice, std::vector<int>{1}, {.chunksize = 0}),
-               std::invalid_argument);
+  EXPECT_THROW((void)pool.map(twice, std::vector<int>{1}, {.chunksize = 0}), std::invalid_argument);
 }
 
 TEST(ProcessPoolTest, BadOptionsAreRefusedUpFront) {

@@ -50,9 +50,10 @@ namespace detail {
 // A function pointer, or a captureless lambda (or any empty, default-constructible function
 // object): something a forked worker can call without bytes from us.
 template <class F>
-concept ProcessTaskFunction =
-    (std::is_pointer_v<F> && std::is_function_v<std::remove_pointer_t<F>>) ||
-    (std::is_class_v<F> && std::is_empty_v<F> && std::is_default_constructible_v<F>);
+concept ProcessTaskFunction = (std::is_pointer_v<F> &&
+                               std::is_function_v<std::remove_pointer_t<F>>) ||
+                              (std::is_class_v<F> && std::is_empty_v<F> &&
+                               std::is_default_constructible_v<F>);
 
 template <class F>
 constexpr void check_process_function() {
@@ -604,8 +605,8 @@ class ProcessPool {
   // map over a range of tuples, unpacking each: f(std::get<0>(t), std::get<1>(t), …).
   template <class F, std::ranges::input_range Range>
   auto starmap(F&& f, Range&& input, const MapOptions& options = {}) {
-    return collect<true, detail::MapMode::kFailFast>(std::forward<F>(f),
-                                                     std::forward<Range>(input), options, "starmap");
+    return collect<true, detail::MapMode::kFailFast>(std::forward<F>(f), std::forward<Range>(input),
+                                                     options, "starmap");
   }
 
   // One Outcome per item, in input order; a crashed worker's items hold crew::WorkerCrashed.
@@ -621,9 +622,8 @@ class ProcessPool {
   auto imap(F&& f, Range&& input, const MapOptions& options = {}) {
     using R = Result<F, Range, false>;
     static_assert(!std::is_void_v<R>, "crew: imap needs a function that returns a value");
-    return ImapRange<R, detail::MapMode::kFailFast>(
-        stream<false, detail::MapMode::kFailFast>(std::forward<Range>(input), true, options,
-                                                  static_cast<const std::decay_t<F>&>(f)));
+    return ImapRange<R, detail::MapMode::kFailFast>(stream<false, detail::MapMode::kFailFast>(
+        std::forward<Range>(input), true, options, static_cast<const std::decay_t<F>&>(f)));
   }
 
   // Lazy map in completion order; every other item's result is yielded, then the lowest-position
@@ -632,9 +632,8 @@ class ProcessPool {
   auto imap_unordered(F&& f, Range&& input, const MapOptions& options = {}) {
     using R = Result<F, Range, false>;
     static_assert(!std::is_void_v<R>, "crew: imap_unordered needs a function that returns a value");
-    return ImapRange<R, detail::MapMode::kOutcomes>(
-        stream<false, detail::MapMode::kOutcomes>(std::forward<Range>(input), false, options,
-                                                  static_cast<const std::decay_t<F>&>(f)));
+    return ImapRange<R, detail::MapMode::kOutcomes>(stream<false, detail::MapMode::kOutcomes>(
+        std::forward<Range>(input), false, options, static_cast<const std::decay_t<F>&>(f)));
   }
 
   // Stops taking work. With wait: blocks until queued tasks ran, every worker and the zygote

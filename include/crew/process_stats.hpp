@@ -22,7 +22,7 @@ struct ChunkRecord {
 // One worker process, alive or gone.
 struct WorkerRecord {
   pid_t pid = 0;
-  std::size_t tasks = 0;          // tasks and chunks it replied to
+  std::size_t tasks = 0;           // tasks and chunks it replied to
   std::chrono::nanoseconds cpu{};  // CPU of those tasks (while alive); user + sys once reaped
   // Peak resident set in KiB: the largest ru_maxrss it reported while alive, or wait4's figure
   // once reaped.

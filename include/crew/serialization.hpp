@@ -179,7 +179,8 @@ constexpr std::size_t aggregate_field_count() {
   std::size_t count = 0;
   [&]<std::size_t... N>(std::index_sequence<N...>) {
     ((brace_constructible_from<T>(std::make_index_sequence<N>()) ? (count = N) : count), ...);
-  }(std::make_index_sequence<kMaxAggregateFields + 2>());
+  }
+  (std::make_index_sequence<kMaxAggregateFields + 2>());
   return count > kMaxAggregateFields ? 0 : count;
 }
 
@@ -206,8 +207,7 @@ auto aggregate_field_types(T& t) {
     return TypeList<decltype(a), decltype(b), decltype(c), decltype(d), decltype(e)>{};
   } else if constexpr (n == 6) {
     auto& [a, b, c, d, e, f] = t;
-    return TypeList<decltype(a), decltype(b), decltype(c), decltype(d), decltype(e),
-                    decltype(f)>{};
+    return TypeList<decltype(a), decltype(b), decltype(c), decltype(d), decltype(e), decltype(f)>{};
   } else if constexpr (n == 7) {
     auto& [a, b, c, d, e, f, g] = t;
     return TypeList<decltype(a), decltype(b), decltype(c), decltype(d), decltype(e), decltype(f),
@@ -223,9 +223,9 @@ auto aggregate_field_types(T& t) {
 
 // A plain struct we can look into: an aggregate that is not an array and not a union.
 template <class T>
-concept InspectableAggregate = std::is_class_v<T> && std::is_aggregate_v<T> &&
-                               !std::is_empty_v<T> && !std::is_polymorphic_v<T> &&
-                               aggregate_field_count<T>() > 0;
+concept InspectableAggregate =
+    std::is_class_v<T> && std::is_aggregate_v<T> && !std::is_empty_v<T> &&
+    !std::is_polymorphic_v<T> && aggregate_field_count<T>() > 0;
 
 template <class T>
 using FieldTypes = decltype(aggregate_field_types(std::declval<T&>()));
@@ -239,7 +239,8 @@ struct Refused;
 template <class List>
 struct AnyRefused;
 template <class... T>
-struct AnyRefused<TypeList<T...>> : std::bool_constant<(Refused<std::remove_cv_t<T>>::value || ...)> {};
+struct AnyRefused<TypeList<T...>>
+    : std::bool_constant<(Refused<std::remove_cv_t<T>>::value || ...)> {};
 
 template <class T>
 struct RefusedByTemplateArgs : std::false_type {};
@@ -266,11 +267,10 @@ struct IsStdArray<std::array<T, N>> : std::true_type {};
 
 template <class T>
 struct Refused
-    : std::bool_constant<
-          std::is_pointer_v<T> || std::is_reference_v<T> || std::is_member_pointer_v<T> ||
-          std::is_same_v<T, std::nullptr_t> || IsSpan<T>::value ||
-          std::is_same_v<T, std::string_view> || RefusedByTemplateArgs<T>::value ||
-          refused_aggregate<T>()> {};
+    : std::bool_constant<std::is_pointer_v<T> || std::is_reference_v<T> ||
+                         std::is_member_pointer_v<T> || std::is_same_v<T, std::nullptr_t> ||
+                         IsSpan<T>::value || std::is_same_v<T, std::string_view> ||
+                         RefusedByTemplateArgs<T>::value || refused_aggregate<T>()> {};
 template <class T, std::size_t N>
 struct Refused<std::array<T, N>> : Refused<std::remove_cv_t<T>> {};
 template <class T, std::size_t N>
@@ -306,8 +306,8 @@ inline constexpr bool kRaw = raw_type<T>();
 
 template <class T>
 inline constexpr bool kCerealWritable =
-    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value &&
-    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
+    cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
+        cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value;
 
 }  // namespace detail
 

@@ -105,7 +105,8 @@ void run_zygote(int control, pid_t host, const ProcessPoolOptions& options) noex
     // CLONE_PARENT: the worker's parent is the host, which reaps it (wait4 gives its status and
     // rusage, and the host's RUSAGE_CHILDREN then includes its CPU). The zygote is single-threaded,
     // so the child inherits no lock held by another thread.
-    const long pid = ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
+    const long pid =
+        ::syscall(SYS_clone, CLONE_PARENT | SIGCHLD, nullptr, nullptr, nullptr, nullptr);
     if (pid == 0) {
       ::close(control);
       ::close(pair[0]);

@@ -15,7 +15,10 @@ int main() {
   }
   // ProcessPool pulls in cereal through the installed package's find_dependency.
   crew::ProcessPool processes({.workers = 1});
-  if (processes.submit(+[](int x) { return x + 1; }, 41).get() != 42) {
+  if (processes
+          .submit(
+              +[](int x) { return x + 1; }, 41)
+          .get() != 42) {
     std::fprintf(stderr, "install_consumer: ProcessPool::submit returned the wrong value\n");
     return 1;
   }

@@ -36,9 +36,9 @@ class ProcessJob {
 
   WorkerEntry entry = nullptr;
   std::uintptr_t function = 0;
-  ByteWriter request;     // the encoded arguments or items
-  std::size_t items = 1;  // the deadline is task_timeout × items
-  std::uint64_t group = 0;  // the map run this chunk belongs to (0: a lone task)
+  ByteWriter request;                      // the encoded arguments or items
+  std::size_t items = 1;                   // the deadline is task_timeout × items
+  std::uint64_t group = 0;                 // the map run this chunk belongs to (0: a lone task)
   std::chrono::nanoseconds worker_wall{};  // set before on_reply: the worker's time on it
 
   // Dispatcher thread, just before the job is sent: false drops it (on_skipped is not called;
