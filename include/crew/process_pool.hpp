@@ -207,15 +207,32 @@ void chunk_entry(std::uintptr_t bits, ByteReader& in, ByteWriter& out) {
     const std::size_t header = out.size();
     out.put(ReplyStatus::kOk);
     out.put<std::uint64_t>(0);
-    if constexpr (kRaw<R>) out.reserve(out.size() + count * sizeof(R));
+    // Raw results go straight into a block sized for the whole chunk (trimmed to what ran).
+    const std::size_t block = out.size();
+    if constexpr (kRaw<R>) (void)out.extend(count * sizeof(R));
     std::uint64_t done = 0;
     try {
+      if constexpr (kRaw<Item>) {
+        // Items are read in place: one bounds check for the chunk, then plain loads.
+        if (in.remaining() < count * sizeof(Item)) {
+          throw SerializationError("crew: chunk shorter than its item count");
+        }
+      }
       for (; done < count; ++done) {
-        Item item = decode<Item>(in);
+        Item item = [&] {
+          if constexpr (kRaw<Item>) {
+            Item raw;
+            std::memcpy(&raw, in.position() + done * sizeof(Item), sizeof(Item));
+            return raw;
+          } else {
+            return decode<Item>(in);
+          }
+        }();
         if constexpr (std::is_void_v<R>) {
           call(std::move(item));
         } else if constexpr (kRaw<R>) {
-          out.put(static_cast<R>(call(std::move(item))));
+          const R result = call(std::move(item));
+          std::memcpy(out.bytes().data() + block + done * sizeof(R), &result, sizeof(R));
         } else {
           R result = call(std::move(item));
           const std::size_t at = out.size();
@@ -228,6 +245,7 @@ void chunk_entry(std::uintptr_t bits, ByteReader& in, ByteWriter& out) {
         }
       }
     } catch (...) {
+      if constexpr (kRaw<R>) out.truncate(block + done * sizeof(R));
       const ReplyStatus failed = ReplyStatus::kFailed;
       std::memcpy(out.bytes().data() + header, &failed, sizeof failed);
       const std::size_t before = out.size();
@@ -300,7 +318,17 @@ class ProcessStreamRun final
           results.resize(done);
         } else {
           results.reserve(done);
-          for (std::uint64_t i = 0; i < done; ++i) results.push_back(decode<R>(reply));
+          if constexpr (kRaw<R>) {
+            const char* block = reply.take(done * sizeof(R));
+            results.resize(done);
+            for (std::uint64_t i = 0; i < done; ++i) {
+              R value;
+              std::memcpy(&value, block + i * sizeof(R), sizeof(R));
+              results[i] = value;
+            }
+          } else {
+            for (std::uint64_t i = 0; i < done; ++i) results.push_back(decode<R>(reply));
+          }
         }
         if (status != ReplyStatus::kOk) {
           chunk_->error = read_task_failure(reply);
@@ -477,11 +505,21 @@ class ProcessStreamRun final
       ByteWriter& request = job->request;
       const std::size_t count_at = request.size();
       request.put<std::uint64_t>(0);
-      if constexpr (kRaw<Item>) request.reserve(request.size() + want * sizeof(Item));
       std::size_t count = 0;
-      for (; count < want && it != std::ranges::end(view_); ++it, ++count) {
-        const Item item = *it;
-        encode(request, item);
+      if constexpr (kRaw<Item>) {
+        // One block for the chunk, trimmed to the items the input had.
+        const std::size_t block = request.size();
+        (void)request.extend(want * sizeof(Item));
+        for (; count < want && it != std::ranges::end(view_); ++it, ++count) {
+          const Item item = *it;
+          std::memcpy(request.bytes().data() + block + count * sizeof(Item), &item, sizeof(Item));
+        }
+        request.truncate(block + count * sizeof(Item));
+      } else {
+        for (; count < want && it != std::ranges::end(view_); ++it, ++count) {
+          const Item item = *it;
+          encode(request, item);
+        }
       }
       const std::uint64_t count64 = count;
       std::memcpy(request.bytes().data() + count_at, &count64, sizeof count64);
