@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "crew/options.hpp"
 #include "crew/workloads/primes.hpp"
 
 namespace crew_bench {
@@ -32,6 +33,14 @@ template <class T>
 T opaque(T value) {
   benchmark::DoNotOptimize(value);
   return value;
+}
+
+// Options of every crew::ProcessPool in the benchmarks: `workers` processes, the rest default.
+// The fork-with-threads warning is off: by the time a ProcessPool benchmark runs, this process
+// may hold the other engines' idle threads (OpenMP's team, oneTBB's workers), and none of them
+// holds a lock a worker takes; left on, it would print one line per pool built.
+inline crew::ProcessPoolOptions process_pool_options(std::int64_t workers) {
+  return {.workers = static_cast<std::size_t>(workers), .warn_if_threads_running = false};
 }
 
 // Primes: the sum of is_prime(i) over [0, N), at two sizes (1e6 and 1e7; smoke: 1e4 and 2e4).
@@ -53,6 +62,9 @@ inline std::size_t map_items() { return smoke_mode() ? 20'000 : 20'000'000; }
 // smaller count for one std::thread per task (2,000; smoke: 100).
 inline std::size_t bulk_tasks() { return smoke_mode() ? 1'000 : 100'000; }
 inline std::size_t thread_tasks() { return smoke_mode() ? 100 : 2'000; }
+// Tasks submitted in bulk to a ProcessPool (10,000; smoke: 200): each crosses to a worker process
+// and back through the dispatcher, tens of µs apiece on this VM, so 100,000 would take seconds.
+inline std::size_t process_bulk_tasks() { return smoke_mode() ? 200 : 10'000; }
 
 // The trivial per-item / per-task function of the overhead benchmarks.
 inline constexpr auto kTrivial = [](int x) noexcept { return x * 3 + 1; };

@@ -34,6 +34,8 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("crew_map_items", std::to_string(crew_bench::map_items()));
   benchmark::AddCustomContext("crew_bulk_tasks", std::to_string(crew_bench::bulk_tasks()));
   benchmark::AddCustomContext("crew_thread_tasks", std::to_string(crew_bench::thread_tasks()));
+  benchmark::AddCustomContext("crew_process_bulk_tasks",
+                              std::to_string(crew_bench::process_bulk_tasks()));
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

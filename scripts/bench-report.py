@@ -8,7 +8,8 @@
 Every figure is taken from that one file: the median of the repetitions when the run has them
 (the `median` aggregate, or the median of the repetitions' own entries), else the single run.
 Ratios compare benchmarks of the same run only. Benchmarks missing from the file (a filtered run)
-show as "n/a". Prints Markdown on stdout; exits 1 if the file holds no benchmark.
+show as "n/a"; so does BM_PythonPool_Primes when the run had no python3. Prints Markdown on
+stdout; exits 1 if the file holds no benchmark.
 """
 
 from __future__ import annotations
@@ -27,37 +28,70 @@ PRIMES_MAX_BEHIND_PEER = 0.03  # crew within 3 % of the best peer
 MAP_MAX_RATIO_TO_TBB = 2.0  # crew map per item within 2× of oneTBB
 SUBMIT_MAX_NS = 300.0  # crew submit + its future, per task, in bulk
 
+# Targets of issue 4 (ProcessPool).
+PROCESS_PRIMES_MIN_SPEEDUP = 1.9  # 2 processes vs serial at N = 1e7, pool start included
+PROCESS_MAX_BEHIND_THREADS = 0.05  # processes within 5 % of 2 threads
+PROCESS_MAP_MAX_NS = 20.0  # ProcessPool.map per item, x*3+1 over ints
+PROCESS_START_STOP_MAX_NS = 1e6  # pool start + stop, 2 workers
+PROCESS_TIMEOUT_OVERSHOOT_MAX_MS = 50.0  # a timed-out task's Future settles this soon past it
 
-def load_medians(path: str) -> tuple[dict, dict[str, float]]:
-    """Returns (context, {run name: median real time in ns per iteration})."""
+# Counters read from the JSON besides the time (plain numbers, or seconds for per_*).
+COUNTERS = ("per_item", "per_task", "overshoot_ms", "overshoot_max_ms", "map_s", "host_rss_mib")
+
+
+def load_medians(path: str) -> tuple[dict, dict[str, float], dict[str, dict[str, float]]]:
+    """Returns (context, {run name: median real time in ns per iteration},
+    {run name: {counter: median value}}) for the counters named in COUNTERS."""
     with open(path, encoding="utf-8") as f:
         data = json.load(f)
     medians: dict[str, float] = {}
+    counters: dict[str, dict[str, float]] = defaultdict(dict)
     samples: dict[str, list[float]] = defaultdict(list)
+    counter_samples: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for b in data.get("benchmarks", []):
         if b.get("error_occurred"):
             continue
         name = b.get("run_name", b["name"])
         ns = b["real_time"] * NS_PER_UNIT[b.get("time_unit", "ns")]
+        found = {k: b[k] for k in COUNTERS if isinstance(b.get(k), (int, float))}
         if b.get("run_type") == "aggregate":
             if b.get("aggregate_name") == "median":
                 medians[name] = ns
+                counters[name].update(found)
         else:
             samples[name].append(ns)
+            for k, v in found.items():
+                counter_samples[name][k].append(v)
     for name, values in samples.items():
         medians.setdefault(name, statistics.median(values))
-    return data.get("context", {}), medians
+    for name, by_counter in counter_samples.items():
+        for k, values in by_counter.items():
+            counters[name].setdefault(k, statistics.median(values))
+    return data.get("context", {}), medians, dict(counters)
 
 
 class Report:
-    def __init__(self, context: dict, medians: dict[str, float]):
+    def __init__(self, context: dict, medians: dict[str, float],
+                 counters: dict[str, dict[str, float]] | None = None):
         self.context = context
         self.medians = medians
+        self.counters = counters or {}
         self.verdicts: list[str] = []
 
+    def _run_name(self, name: str) -> str:
+        for suffix in ("/real_time", "/manual_time", ""):
+            if name + suffix in self.medians:
+                return name + suffix
+        return name
+
     def time(self, name: str) -> float | None:
-        """Median real time per iteration (ns) of a benchmark, by name without '/real_time'."""
-        return self.medians.get(name + "/real_time", self.medians.get(name))
+        """Median time per iteration (ns) of a benchmark, by name without '/real_time' (or
+        '/manual_time')."""
+        return self.medians.get(self._run_name(name))
+
+    def counter(self, name: str, counter: str) -> float | None:
+        """Median of one of a benchmark's COUNTERS, by name as for time()."""
+        return self.counters.get(self._run_name(name), {}).get(counter)
 
     def verdict(self, what: str, met: bool | None, detail: str) -> None:
         mark = "n/a (not in this run)" if met is None else ("**met**" if met else "**missed**")
@@ -239,6 +273,149 @@ def per_task_section(r: Report, out: list[str]) -> None:
               "n/a" if crew_ns is None else f"{crew_ns:.0f} ns")
 
 
+def process_pool_section(r: Report, out: list[str]) -> None:
+    """crew::ProcessPool (issue 4): primes vs serial and threads, overheads, Python's Pool."""
+    names = [k for k in r.medians if k.startswith(("BM_CrewProcessPool_", "BM_PythonPool_"))]
+    if not names:
+        return
+    threads = int(r.context.get("crew_threads", 2))
+    sizes = sorted({int(k.split("/n:")[1].split("/")[0]) for k in names if "/n:" in k})
+    large = max(sizes) if sizes else None
+    out.append(f"### ProcessPool: {threads} worker processes (issue 4)\n")
+
+    # Primes: processes vs serial vs threads, with and without the pool's start.
+    header = "| N | engine | time | speed-up vs serial | processes vs threads | target |"
+    out += [header, "|---:|---|---:|---:|---:|---|"]
+    for n in sizes:
+        serial = r.time(f"BM_Serial_Primes/n:{n}")
+        pairs = [
+            ("pool running", f"BM_CrewThreadPool_Primes/n:{n}/workers:{threads}",
+             f"BM_CrewProcessPool_Primes/n:{n}/workers:{threads}"),
+            ("incl. pool start+stop",
+             f"BM_CrewThreadPool_PrimesWithStart/n:{n}/workers:{threads}",
+             f"BM_CrewProcessPool_PrimesWithStart/n:{n}/workers:{threads}"),
+        ]
+        out.append(f"| {n:,} | serial loop | {fmt_time(serial)} | 1.00× | | |")
+        for label, thread_name, process_name in pairs:
+            t_ns, p_ns = r.time(thread_name), r.time(process_name)
+            vs_threads = div(t_ns, p_ns)
+            start = label != "pool running"
+            speed_target = (f"≥ {PROCESS_PRIMES_MIN_SPEEDUP}× serial"
+                            if start and n == large else "")
+            # The issue sets both targets at the largest N (1e7).
+            thread_target = (f"≥ {1 - PROCESS_MAX_BEHIND_THREADS:.2f}× threads' speed"
+                             if n == large else "")
+            out.append(f"| {n:,} | threads, {label} | {fmt_time(t_ns)} | "
+                       f"{fmt_ratio(div(serial, t_ns))} | | |")
+            out.append(f"| {n:,} | processes, {label} | {fmt_time(p_ns)} | "
+                       f"{fmt_ratio(div(serial, p_ns))} | {fmt_ratio(vs_threads)} | "
+                       f"{'; '.join(x for x in (speed_target, thread_target) if x)} |")
+            if start and n == large:
+                speedup = div(serial, p_ns)
+                r.verdict(f"ProcessPool primes N={n:,}, pool start included: ≥ "
+                          f"{PROCESS_PRIMES_MIN_SPEEDUP}× serial",
+                          None if speedup is None else speedup >= PROCESS_PRIMES_MIN_SPEEDUP,
+                          fmt_ratio(speedup, 3))
+            if n == large:
+                r.verdict(f"ProcessPool primes N={n:,}, {label}: within 5 % of threads",
+                          None if vs_threads is None
+                          else vs_threads >= 1 - PROCESS_MAX_BEHIND_THREADS,
+                          f"{fmt_ratio(vs_threads, 3)} of threads' speed")
+    out.append("")
+    out.append("processes vs threads = threads' time / processes' time (1.00× = as fast; "
+               "< 1 = processes slower), like for like: both with the pool running, or both "
+               "including the pool's start and stop.\n")
+
+    # Overheads.
+    items = int(r.context.get("crew_map_items", 0)) or None
+    bulk = int(r.context.get("crew_bulk_tasks", 0)) or None
+    process_bulk = int(r.context.get("crew_process_bulk_tasks", 0)) or None
+    rows: list[tuple[str, str, str, str]] = []  # (what, processes, threads / reference, target)
+
+    def per(name: str, count: int | None) -> float | None:
+        return div(r.time(name), count)
+
+    def ns_text(ns: float | None) -> str:
+        return "n/a" if ns is None else f"{ns:.1f} ns"
+
+    map_ns = per(f"BM_CrewProcessPool_Map/workers:{threads}", items)
+    rows.append((f"`map` per item, x*3+1 over {items or 0:,} ints, {threads} workers",
+                 ns_text(map_ns),
+                 f"threads {ns_text(per(f'BM_CrewThreadPool_Map/workers:{threads}', items))}; "
+                 f"plain loop allocating its output "
+                 f"{ns_text(per('BM_PlainLoop_MapAlloc', items))}",
+                 f"≤ {PROCESS_MAP_MAX_NS:.0f} ns"))
+    rows.append(("`map` per item, 1 worker",
+                 ns_text(per("BM_CrewProcessPool_Map/workers:1", items)),
+                 f"threads {ns_text(per('BM_CrewThreadPool_Map/workers:1', items))}", ""))
+    rows.append(("`submit` → `get`, one at a time (round trip)",
+                 fmt_time(r.time("BM_CrewProcessPool_SubmitRoundTrip")),
+                 f"threads {fmt_time(r.time('BM_CrewThreadPool_SubmitRoundTrip'))}", ""))
+    rows.append((f"`submit` + `get` in bulk ({process_bulk or 0:,} tasks), per task",
+                 fmt_time(per("BM_CrewProcessPool_SubmitBulk", process_bulk)),
+                 f"threads {fmt_time(per('BM_CrewThreadPool_SubmitBulk', bulk))} "
+                 f"({bulk or 0:,} tasks)", ""))
+    rss = r.counter("BM_CrewProcessPool_StartStop", "host_rss_mib")
+    rss_text = "" if rss is None else f" (forked from a {rss:.0f} MiB process)"
+    start_stop = r.time("BM_CrewProcessPool_StartStop")
+    start_task_stop = r.time("BM_CrewProcessPool_StartFirstTaskStop")
+    rows.append((f"pool start + stop, {threads} workers, no task{rss_text}",
+                 fmt_time(start_stop), "", f"≤ {fmt_time(PROCESS_START_STOP_MAX_NS)}"))
+    rows.append((f"pool start + first task's round trip + stop, {threads} workers",
+                 fmt_time(start_task_stop), "", f"≤ {fmt_time(PROCESS_START_STOP_MAX_NS)}"))
+    overshoot = r.counter("BM_CrewProcessPool_TimeoutOvershoot", "overshoot_ms")
+    overshoot_max = r.counter("BM_CrewProcessPool_TimeoutOvershoot", "overshoot_max_ms")
+    rows.append(("timeout overshoot: task_timeout 50 ms, the task sleeps forever "
+                 "(mean; largest)",
+                 "n/a" if overshoot is None else
+                 f"{overshoot:.1f} ms; {overshoot_max or 0:.1f} ms",
+                 "", f"≤ {PROCESS_TIMEOUT_OVERSHOOT_MAX_MS:.0f} ms"))
+    ignored = r.counter("BM_CrewProcessPool_TimeoutOvershootTermIgnored", "overshoot_ms")
+    rows.append(("the same task ignoring SIGTERM (stopped by SIGKILL after timeout_grace)",
+                 "n/a" if ignored is None else f"{ignored:.1f} ms", "",
+                 "≈ timeout_grace (100 ms)"))
+    out += ["| overhead | processes | threads / reference | target |", "|---|---:|---|---|"]
+    out += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    out.append("")
+    r.verdict(f"ProcessPool `map` per item ≤ {PROCESS_MAP_MAX_NS:.0f} ns ({threads} workers)",
+              None if map_ns is None else map_ns <= PROCESS_MAP_MAX_NS,
+              "n/a" if map_ns is None else f"{map_ns:.1f} ns")
+    r.verdict(f"ProcessPool start + stop ≤ 1 ms ({threads} workers, no task)",
+              None if start_stop is None else start_stop <= PROCESS_START_STOP_MAX_NS,
+              fmt_time(start_stop))
+    r.verdict(f"ProcessPool start + first task + stop ≤ 1 ms ({threads} workers)",
+              None if start_task_stop is None else start_task_stop <= PROCESS_START_STOP_MAX_NS,
+              fmt_time(start_task_stop))
+    r.verdict(f"ProcessPool timeout overshoot ≤ {PROCESS_TIMEOUT_OVERSHOOT_MAX_MS:.0f} ms "
+              "(mean)",
+              None if overshoot is None else overshoot <= PROCESS_TIMEOUT_OVERSHOOT_MAX_MS,
+              "n/a" if overshoot is None else f"{overshoot:.1f} ms")
+
+    # The article's own Python, timed in the same run.
+    python_n = next((n for n in sizes
+                     if r.time(f"BM_PythonPool_Primes/n:{n}/workers:{threads}") is not None),
+                    None)
+    if python_n is None:
+        out.append("Python's `multiprocessing.Pool`: not in this run (no python3, or filtered "
+                   "out).\n")
+        return
+    python_name = f"BM_PythonPool_Primes/n:{python_n}/workers:{threads}"
+    py_start = r.time(python_name)
+    py_map_s = r.counter(python_name, "map_s")
+    py_map = None if py_map_s is None else py_map_s * 1e9
+    crew_start = r.time(f"BM_CrewProcessPool_PrimesWithStart/n:{python_n}/workers:{threads}")
+    crew_map = r.time(f"BM_CrewProcessPool_Primes/n:{python_n}/workers:{threads}")
+    out.append(f"The article's `sum(Pool({threads}).map(is_prime, range({python_n:,})))` in "
+               "Python, same run (the interpreter's own start not counted):\n")
+    out += ["| what | Python `multiprocessing.Pool` | crew `ProcessPool` | crew is |",
+            "|---|---:|---:|---:|",
+            f"| the whole `with Pool({threads}) as p:` block | {fmt_time(py_start)} | "
+            f"{fmt_time(crew_start)} | {fmt_ratio(div(py_start, crew_start), 1)} faster |",
+            f"| `map` + sum on running workers | {fmt_time(py_map)} | {fmt_time(crew_map)} | "
+            f"{fmt_ratio(div(py_map, crew_map), 1)} faster |",
+            ""]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -246,11 +423,11 @@ def main() -> int:
     parser.add_argument("--machine", default="", help="CPU model, e.g. from lscpu")
     args = parser.parse_args()
 
-    context, medians = load_medians(args.json)
+    context, medians, counters = load_medians(args.json)
     if not medians:
         print(f"bench-report: no benchmark results in {args.json}", file=sys.stderr)
         return 1
-    r = Report(context, medians)
+    r = Report(context, medians, counters)
     out: list[str] = []
     machine = f"{args.machine}, " if args.machine else ""
     out.append(f"Run of {context.get('date', '?')} on {context.get('host_name', '?')}: "
@@ -261,8 +438,10 @@ def main() -> int:
     primes_section(r, out)
     per_item_section(r, out)
     per_task_section(r, out)
+    process_pool_section(r, out)
     if r.verdicts:
-        out += ["### Targets (issue 3 §5)\n", "| target | measured | verdict |", "|---|---:|---|"]
+        out += ["### Targets (issue 3 §5; ProcessPool: issue 4)\n",
+                "| target | measured | verdict |", "|---|---:|---|"]
         out += r.verdicts
     print("\n".join(out))
     return 0
