@@ -415,9 +415,12 @@ class ProcessCore::Impl {
     worker.state = WorkerState::kBusy;
     worker.job = std::move(job);
     if (options_.task_timeout) {
-      worker.deadline =
-          Clock::now() +
-          *options_.task_timeout * static_cast<long>(std::max<std::size_t>(1, worker.job->items));
+      // task_timeout × items, saturated: a huge chunk must not overflow into a past deadline.
+      constexpr std::int64_t kLongestMs = std::int64_t{1} << 40;  // ≈ 35 years
+      const std::int64_t per_item = options_.task_timeout->count();
+      const auto items = static_cast<std::int64_t>(std::max<std::size_t>(1, worker.job->items));
+      const std::int64_t total = per_item > kLongestMs / items ? kLongestMs : per_item * items;
+      worker.deadline = Clock::now() + std::chrono::milliseconds(total);
     }
     const bool sent =
         send_frame(worker.socket, FrameKind::kRequest,

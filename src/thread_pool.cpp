@@ -1,3 +1,6 @@
+#include <sys/mman.h>
+
+#include <cstdint>
 #include <cstdio>
 #include <string>
 
@@ -24,6 +27,18 @@ class WorkerScope {
 }  // namespace
 
 ThreadPoolCore* current_worker_pool() noexcept { return t_current_pool; }
+
+void advise_huge_pages(void* data, std::size_t bytes) noexcept {
+  constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  if (data == nullptr || bytes < 2 * kHugePage) return;
+  // Only whole huge pages inside the block: madvise needs page alignment, and a huge page that
+  // straddles the block's end would back memory the allocator may hand to someone else.
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + kHugePage - 1) & ~(kHugePage - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(kHugePage - 1);
+  if (end > begin) {
+    (void)::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+}
 
 bool help_until(ThreadPoolCore* pool, const std::function<bool()>& ready,
                 std::optional<std::chrono::steady_clock::time_point> deadline) {

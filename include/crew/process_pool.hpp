@@ -725,6 +725,7 @@ class ProcessPool {
     detail::StreamCloser closer(source);
     std::vector<detail::Element<R, Mode>> out;
     out.reserve(expected);
+    detail::advise_huge_pages(out.data(), expected * sizeof(detail::Element<R, Mode>));
     while (auto chunk = source->next()) {
       if (chunk->skipped) {
         throw Cancelled(detail::cancelled_message(what, source->chunks_consumed() - 1,

@@ -84,6 +84,12 @@ Element<R, Mode> call_item(const Fn& fn, Item&& item) {
   }
 }
 
+// Asks for transparent huge pages on a large block about to be written (a map's result vector):
+// on a VM where every 4 KiB page fault costs microseconds, 2 MiB pages cut the faults of an 80 MB
+// result 512-fold. Only where the kernel leaves THP to madvise; harmless elsewhere.
+// Throws: nothing.
+void advise_huge_pages(void* data, std::size_t bytes) noexcept;
+
 inline std::size_t validated_chunksize(const MapOptions& options) {
   if (options.chunksize.value_or(1) == 0) {
     throw std::invalid_argument(
@@ -272,7 +278,11 @@ auto run_bulk(ThreadPoolCore& core, const Fn& fn, Range& input, const MapOptions
   // Fail-fast void tasks have nothing to store (Out is std::monostate then).
   constexpr bool kStoresValues = !(Mode == MapMode::kFailFast && std::is_void_v<R>);
   std::vector<Out> out;
-  if constexpr (kStoresValues) out.resize(size);
+  if constexpr (kStoresValues) {
+    out.reserve(size);
+    advise_huge_pages(out.data(), size * sizeof(Out));
+    out.resize(size);
+  }
   if (size == 0) return out;
   if (core.closed())
     throw PoolClosed(std::string("crew::ThreadPool: cannot ") + what + " after shutdown()");
