@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -48,6 +49,10 @@ using Clock = std::chrono::steady_clock;
 // After the pool stops taking work, how long workers and the zygote get to exit on their own
 // before they are SIGKILLed.
 constexpr auto kExitGrace = std::chrono::seconds(2);
+
+// A worker whose last task took less than this may hold up to kPipelineDepth requests at once.
+constexpr auto kFastTask = std::chrono::microseconds(500);
+constexpr std::size_t kPipelineDepth = 16;
 
 int pidfd_open(pid_t pid) {
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
@@ -159,7 +164,8 @@ class ProcessCore::Impl {
       if (kill_running) kill_groups_.push_back(group);
     }
     for (auto& job : dropped) {
-      job->on_failure(std::make_exception_ptr(Cancelled("chunk cancelled before it ran")), false);
+      job->on_failure(std::make_exception_ptr(Cancelled("chunk cancelled before it ran")),
+                      job->started);
     }
     if (kill_running) wake();
   }
@@ -174,7 +180,7 @@ class ProcessCore::Impl {
     }
     for (auto& job : dropped) {
       job->on_failure(std::make_exception_ptr(Cancelled("task was cancelled before it ran")),
-                      false);
+                      job->started);
     }
     wake();
     return dropped.size();
@@ -190,7 +196,7 @@ class ProcessCore::Impl {
     }
     for (auto& job : dropped) {
       job->on_failure(std::make_exception_ptr(Cancelled("pool terminated before the task ran")),
-                      false);
+                      job->started);
     }
     wake();
     join();
@@ -243,8 +249,12 @@ class ProcessCore::Impl {
     int socket = -1;
     int pidfd = -1;
     WorkerState state = WorkerState::kStarting;
-    std::shared_ptr<ProcessJob> job;            // while kBusy
-    std::optional<Clock::time_point> deadline;  // while kBusy with a task_timeout
+    // Sent, not yet replied to, in the order sent (kBusy while not empty). The worker runs them in
+    // that order, so the front one is the one running and the others have not started.
+    std::deque<std::shared_ptr<ProcessJob>> jobs;
+    std::size_t sent = 0;                       // requests sent over its life
+    bool fast = false;                          // its last task took under kFastTask
+    std::optional<Clock::time_point> deadline;  // of the front job, with a task_timeout
     std::optional<Clock::time_point> kill_at;   // SIGTERM sent; SIGKILL at this time
     bool timed_out = false;
     bool cancelled = false;  // SIGKILLed because its job's map was stopped
@@ -293,7 +303,10 @@ class ProcessCore::Impl {
     if (fd >= 0) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
   }
 
+  // One eventfd write per batch of wake-ups, not per submit: a burst of submits while the
+  // dispatcher has not yet drained the eventfd costs one system call.
   void wake() noexcept {
+    if (wake_pending_.exchange(true)) return;
     const std::uint64_t one = 1;
     [[maybe_unused]] const ssize_t ignored = ::write(wake_, &one, sizeof one);
   }
@@ -371,7 +384,7 @@ class ProcessCore::Impl {
     for (auto& [pid, worker] : workers_) {
       if (worker.state != WorkerState::kBusy || worker.cancelled) continue;
       const bool in_group =
-          std::find(groups.begin(), groups.end(), worker.job->group) != groups.end();
+          std::find(groups.begin(), groups.end(), worker.jobs.front()->group) != groups.end();
       if (in_group || mode == StopMode::kTerminate) {
         worker.cancelled = true;
         pidfd_kill(worker.pidfd, SIGKILL);
@@ -386,50 +399,85 @@ class ProcessCore::Impl {
     }
   }
 
-  // Hands queued jobs to idle workers, in queue order.
-  void dispatch() {
-    for (auto& [pid, worker] : workers_) {
-      if (worker.state != WorkerState::kIdle) continue;
-      std::shared_ptr<ProcessJob> job;
-      std::string broken;
-      {
-        std::lock_guard lock(mu_);
-        if (queue_.empty()) return;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-        broken = broken_reason_;
-      }
-      if (!broken.empty()) {
-        job->on_failure(
-            std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)), false);
-        continue;
-      }
-      if (!job->start()) continue;
-      send_job(worker, std::move(job));
+  // How many requests a worker may hold: one while its tasks are long (a queued task must not wait
+  // behind a long one while another worker idles), up to kPipelineDepth while they are short, so
+  // a stream of small tasks does not pay a wake-up of the worker per task.
+  std::size_t capacity(const Worker& worker) const {
+    if (worker.state != WorkerState::kIdle && worker.state != WorkerState::kBusy) return 0;
+    std::size_t depth = worker.fast ? kPipelineDepth : 1;
+    if (options_.max_tasks_per_child) {
+      depth = std::min(depth, *options_.max_tasks_per_child -
+                                  std::min(worker.sent, *options_.max_tasks_per_child));
     }
+    return depth > worker.jobs.size() ? depth - worker.jobs.size() : 0;
+  }
+
+  // Hands queued jobs to workers in queue order: first one each to idle workers, then more to the
+  // pipelines of workers whose tasks are short.
+  void dispatch() {
+    for (const bool idle_only : {true, false}) {
+      for (auto& [pid, worker] : workers_) {
+        if (idle_only && worker.state != WorkerState::kIdle) continue;
+        std::size_t room =
+            idle_only ? std::min<std::size_t>(1, capacity(worker)) : capacity(worker);
+        while (room > 0) {
+          std::shared_ptr<ProcessJob> job;
+          std::string broken;
+          {
+            std::lock_guard lock(mu_);
+            if (queue_.empty()) return;
+            job = std::move(queue_.front());
+            queue_.pop_front();
+            broken = broken_reason_;
+          }
+          if (!broken.empty()) {
+            job->on_failure(
+                std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)),
+                job->started);
+            continue;
+          }
+          // A job put back after its worker died has started already (see requeue).
+          if (!job->started) {
+            if (!job->start()) continue;
+            job->started = true;
+          }
+          send_job(worker, std::move(job));
+          --room;
+        }
+      }
+    }
+  }
+
+  void arm_deadline(Worker& worker) {
+    worker.deadline.reset();
+    if (!options_.task_timeout || worker.jobs.empty()) return;
+    // task_timeout × items, saturated: a huge chunk must not overflow into a past deadline.
+    constexpr std::int64_t kLongestMs = std::int64_t{1} << 40;  // ≈ 35 years
+    const std::int64_t per_item = options_.task_timeout->count();
+    const auto items =
+        static_cast<std::int64_t>(std::max<std::size_t>(1, worker.jobs.front()->items));
+    const std::int64_t total = per_item > kLongestMs / items ? kLongestMs : per_item * items;
+    worker.deadline = Clock::now() + std::chrono::milliseconds(total);
   }
 
   void send_job(Worker& worker, std::shared_ptr<ProcessJob> job) {
     const std::uint64_t prefix[2] = {reinterpret_cast<std::uint64_t>(job->entry),
                                      static_cast<std::uint64_t>(job->function)};
     worker.state = WorkerState::kBusy;
-    worker.job = std::move(job);
-    if (options_.task_timeout) {
-      // task_timeout × items, saturated: a huge chunk must not overflow into a past deadline.
-      constexpr std::int64_t kLongestMs = std::int64_t{1} << 40;  // ≈ 35 years
-      const std::int64_t per_item = options_.task_timeout->count();
-      const auto items = static_cast<std::int64_t>(std::max<std::size_t>(1, worker.job->items));
-      const std::int64_t total = per_item > kLongestMs / items ? kLongestMs : per_item * items;
-      worker.deadline = Clock::now() + std::chrono::milliseconds(total);
-    }
-    const bool sent =
-        send_frame(worker.socket, FrameKind::kRequest,
-                   {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
-                    std::string_view(worker.job->request.bytes())});
-    // Not sent: the worker died; its pidfd reports it and the job fails as a crash. The request
-    // bytes are no longer needed either way.
-    (void)sent;
-    worker.job->request.clear();
+    ++worker.sent;
+    worker.jobs.push_back(std::move(job));
+    if (worker.jobs.size() == 1) arm_deadline(worker);
+    // Not sent: the worker died; its pidfd reports it, and the job fails or is put back then.
+    (void)send_frame(worker.socket, FrameKind::kRequest,
+                     {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
+                      std::string_view(worker.jobs.back()->request.bytes())});
+  }
+
+  // Jobs a dead worker held but never started go back to the front of the queue, in order.
+  void requeue(std::deque<std::shared_ptr<ProcessJob>>& jobs) {
+    std::lock_guard lock(mu_);
+    for (auto it = jobs.rbegin(); it != jobs.rend(); ++it) queue_.push_front(std::move(*it));
+    jobs.clear();
   }
 
   int wait_timeout_ms() const {
@@ -470,8 +518,12 @@ class ProcessCore::Impl {
 
   void handle_event(std::uint64_t tag) {
     if (tag == kWakeTag) {
+      // Read, then clear the flag: a wake() whose write this read consumed has queued its work
+      // already (the loop looks at the queue next), and any wake() after the clear writes again.
+      // Clearing first would let this read swallow a write whose flag stays set: no more wakes.
       std::uint64_t count = 0;
       [[maybe_unused]] const ssize_t ignored = ::read(wake_, &count, sizeof count);
+      wake_pending_.store(false);
     } else if (tag == kZygoteSocketTag) {
       receive_spawned_worker();
     } else if (tag == kZygotePidfdTag) {
@@ -553,7 +605,7 @@ class ProcessCore::Impl {
   }
 
   void take_reply(Worker& worker) {
-    if (worker.state != WorkerState::kBusy || !worker.job) return;
+    if (worker.state != WorkerState::kBusy || worker.jobs.empty()) return;
     ByteReader reader(reply_buffer_.data(), reply_buffer_.size());
     ReplyHeader header{};
     try {
@@ -562,9 +614,12 @@ class ProcessCore::Impl {
       pidfd_kill(worker.pidfd, SIGKILL);
       return;
     }
-    auto job = std::move(worker.job);
+    auto job = std::move(worker.jobs.front());
+    worker.jobs.pop_front();
+    job->request.clear();
     job->worker_wall = std::chrono::nanoseconds(header.wall_ns);
-    worker.deadline.reset();
+    worker.fast = job->worker_wall < kFastTask;
+    arm_deadline(worker);  // the next job, if any, starts now
     ++worker.tasks;
     {
       std::lock_guard lock(stats_mu_);
@@ -588,6 +643,7 @@ class ProcessCore::Impl {
       return;
     }
     job->on_reply(reader);
+    if (!worker.jobs.empty()) return;  // still busy with the next one
     if (options_.max_tasks_per_child && worker.tasks >= *options_.max_tasks_per_child) {
       worker.state = WorkerState::kRetiring;
       (void)send_frame(worker.socket, FrameKind::kQuit, {});
@@ -615,6 +671,10 @@ class ProcessCore::Impl {
     const bool known = reaped == worker.pid;
     const std::string how =
         known ? describe_status(status) : "ended (status unknown: SIGCHLD ignored)";
+    // A reply it wrote before dying may still sit in the socket (epoll can report the pidfd
+    // first): take it, so a task that finished is never reported as crashed or timed out. The
+    // worker is gone and held the only other end, so these reads end at end of stream.
+    while (worker.socket >= 0) read_from_worker(worker);
     unwatch(worker.pidfd);
     unwatch(worker.socket);
     close_fd(worker.pidfd);
@@ -644,12 +704,15 @@ class ProcessCore::Impl {
       if (!expected) ++stats_.crashes;
     }
 
-    if (worker.job) {
+    if (!worker.jobs.empty()) {
+      auto running = std::move(worker.jobs.front());
+      worker.jobs.pop_front();
+      running->request.clear();
       std::exception_ptr error;
       if (worker.timed_out) {
         error = std::make_exception_ptr(TaskTimeout(
             "task ran past its " + ms_text(*options_.task_timeout) +
-            (worker.job->items > 1 ? " × " + std::to_string(worker.job->items) + " items" : "") +
+            (running->items > 1 ? " × " + std::to_string(running->items) + " items" : "") +
             " timeout; worker " + std::to_string(worker.pid) + " was stopped (" + how + ")"));
       } else if (worker.cancelled || terminated_) {
         error = std::make_exception_ptr(Cancelled("cancelled while running: worker " +
@@ -661,8 +724,21 @@ class ProcessCore::Impl {
             worker.pid, signo, code,
             "worker " + std::to_string(worker.pid) + " died (" + how + ") while running the task"));
       }
-      worker.job->on_failure(std::move(error), true);
-      worker.job.reset();
+      const std::uint64_t stopped_group = worker.cancelled ? running->group : 0;
+      running->on_failure(std::move(error), true);
+      // The rest never started: they run on another worker — unless the pool is being terminated
+      // or they belong to the map whose stop killed this worker, which cancels them.
+      std::deque<std::shared_ptr<ProcessJob>> again;
+      for (auto& job : worker.jobs) {
+        if (terminated_ || (stopped_group != 0 && job->group == stopped_group)) {
+          job->on_failure(std::make_exception_ptr(Cancelled("cancelled before it ran")),
+                          job->started);
+        } else {
+          again.push_back(std::move(job));
+        }
+      }
+      worker.jobs.clear();
+      requeue(again);
     }
     const bool was_starting = worker.state == WorkerState::kStarting;
     const bool retiring = worker.state == WorkerState::kRetiring;
@@ -725,7 +801,7 @@ class ProcessCore::Impl {
     log("crew::ProcessPool is broken: " + reason);
     for (auto& job : dropped) {
       job->on_failure(std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + reason)),
-                      false);
+                      job->started);
     }
     // Idle workers are of no more use; busy ones finish their job first.
     for (auto& [pid, worker] : workers_) {
@@ -778,11 +854,12 @@ class ProcessCore::Impl {
       int status = 0;
       while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
       }
-      if (worker.job) {
-        worker.job->on_failure(
+      for (auto& job : worker.jobs) {
+        job->on_failure(
             std::make_exception_ptr(BrokenPool("crew::ProcessPool: the dispatcher thread failed")),
             true);
       }
+      worker.jobs.clear();
       close_fd(worker.pidfd);
       close_fd(worker.socket);
     }
@@ -821,6 +898,8 @@ class ProcessCore::Impl {
   bool closing_ = false;
   bool terminated_ = false;
   Clock::time_point closing_started_{};
+
+  std::atomic<bool> wake_pending_{false};  // an eventfd write is outstanding
 
   std::mutex join_mu_;
   std::thread thread_;

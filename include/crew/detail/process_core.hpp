@@ -40,6 +40,10 @@ class ProcessJob {
   std::size_t items = 1;                   // the deadline is task_timeout × items
   std::uint64_t group = 0;                 // the map run this chunk belongs to (0: a lone task)
   std::chrono::nanoseconds worker_wall{};  // set before on_reply: the worker's time on it
+  // start() returned true. Set by the dispatcher before it sends the job; a job that goes back to
+  // the queue (its worker died before it could start) keeps it. Read by other threads only after
+  // taking the job from the queue under the pool's lock.
+  bool started = false;
 
   // Dispatcher thread, just before the job is sent: false drops it (on_skipped is not called;
   // the job has settled itself, e.g. a cancelled task).
