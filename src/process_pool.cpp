@@ -92,6 +92,15 @@ std::size_t threads_in_this_process() {
 
 std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()) + " ms"; }
 
+// The error as an exception_ptr, with no other copy left once this returns. A temporary E in the
+// caller's full expression would share its what() string (reference-counted in libstdc++) with
+// the stored exception and release it only after the job has settled, racing the thread that
+// reads the error (ThreadSanitizer sees it).
+template <class E>
+std::exception_ptr make_error(std::string what) {
+  return std::make_exception_ptr(E(std::move(what)));
+}
+
 }  // namespace
 
 class ProcessCore::Impl {
@@ -164,8 +173,7 @@ class ProcessCore::Impl {
       if (kill_running) kill_groups_.push_back(group);
     }
     for (auto& job : dropped) {
-      job->on_failure(std::make_exception_ptr(Cancelled("chunk cancelled before it ran")),
-                      job->started);
+      job->on_failure(make_error<Cancelled>("chunk cancelled before it ran"), job->started);
     }
     if (kill_running) wake();
   }
@@ -179,8 +187,7 @@ class ProcessCore::Impl {
       if (stop_ == StopMode::kNone) stop_ = StopMode::kDrain;
     }
     for (auto& job : dropped) {
-      job->on_failure(std::make_exception_ptr(Cancelled("task was cancelled before it ran")),
-                      job->started);
+      job->on_failure(make_error<Cancelled>("task was cancelled before it ran"), job->started);
     }
     wake();
     return dropped.size();
@@ -195,8 +202,7 @@ class ProcessCore::Impl {
       stop_ = StopMode::kTerminate;
     }
     for (auto& job : dropped) {
-      job->on_failure(std::make_exception_ptr(Cancelled("pool terminated before the task ran")),
-                      job->started);
+      job->on_failure(make_error<Cancelled>("pool terminated before the task ran"), job->started);
     }
     wake();
     join();
@@ -431,9 +437,8 @@ class ProcessCore::Impl {
             broken = broken_reason_;
           }
           if (!broken.empty()) {
-            job->on_failure(
-                std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + broken)),
-                job->started);
+            job->on_failure(make_error<BrokenPool>("crew::ProcessPool is broken: " + broken),
+                            job->started);
             continue;
           }
           // A job put back after its worker died has started already (see requeue).
@@ -715,8 +720,8 @@ class ProcessCore::Impl {
             (running->items > 1 ? " × " + std::to_string(running->items) + " items" : "") +
             " timeout; worker " + std::to_string(worker.pid) + " was stopped (" + how + ")"));
       } else if (worker.cancelled || terminated_) {
-        error = std::make_exception_ptr(Cancelled("cancelled while running: worker " +
-                                                  std::to_string(worker.pid) + " was stopped"));
+        error = make_error<Cancelled>("cancelled while running: worker " +
+                                      std::to_string(worker.pid) + " was stopped");
       } else {
         const int signo = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
         const int code = known && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -731,8 +736,7 @@ class ProcessCore::Impl {
       std::deque<std::shared_ptr<ProcessJob>> again;
       for (auto& job : worker.jobs) {
         if (terminated_ || (stopped_group != 0 && job->group == stopped_group)) {
-          job->on_failure(std::make_exception_ptr(Cancelled("cancelled before it ran")),
-                          job->started);
+          job->on_failure(make_error<Cancelled>("cancelled before it ran"), job->started);
         } else {
           again.push_back(std::move(job));
         }
@@ -800,7 +804,7 @@ class ProcessCore::Impl {
     }
     log("crew::ProcessPool is broken: " + reason);
     for (auto& job : dropped) {
-      job->on_failure(std::make_exception_ptr(BrokenPool("crew::ProcessPool is broken: " + reason)),
+      job->on_failure(make_error<BrokenPool>("crew::ProcessPool is broken: " + reason),
                       job->started);
     }
     // Idle workers are of no more use; busy ones finish their job first.
@@ -855,9 +859,8 @@ class ProcessCore::Impl {
       while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
       }
       for (auto& job : worker.jobs) {
-        job->on_failure(
-            std::make_exception_ptr(BrokenPool("crew::ProcessPool: the dispatcher thread failed")),
-            true);
+        job->on_failure(make_error<BrokenPool>("crew::ProcessPool: the dispatcher thread failed"),
+                        true);
       }
       worker.jobs.clear();
       close_fd(worker.pidfd);

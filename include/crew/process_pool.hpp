@@ -361,16 +361,11 @@ class ProcessStreamRun final
         group_(core.new_group()),
         view_(std::move(view)),
         ordered_(ordered),
-        fixed_chunksize_(validated_chunksize(options)),
         window_(options.window.value_or(kDefaultWindowPerWorker * core.worker_count())),
         stop_(options.stop),
-        total_(size_if_known()),
-        progress_(options.on_progress, total_) {
-    if (fixed_chunksize_ == 0 && core_.task_timeout_or_zero().count() > 0) fixed_chunksize_ = 1;
-    if (fixed_chunksize_ == 0 && total_ != 0) {
-      fixed_chunksize_ = auto_chunksize(total_, core.worker_count());
-    }
-  }
+        total_(size_if_known(view_)),
+        chunk_sizer_(requested_chunksize(core, options), total_, core.worker_count()),
+        progress_(options.on_progress, total_) {}
 
   // Registers the stop callback. Separate from the constructor: the callback holds a weak_ptr to
   // the run (it may run at once, on the thread that requests the stop, while the last job holding
@@ -432,10 +427,15 @@ class ProcessStreamRun final
     core_.cancel_group(group_, false);
   }
 
+  // With a task timeout, automatic chunks hold one item: the timeout then means one item.
+  static std::size_t requested_chunksize(ProcessCore& core, const MapOptions& options) {
+    const std::size_t requested = validated_chunksize(options);
+    return requested == 0 && core.task_timeout_or_zero().count() > 0 ? 1 : requested;
+  }
+
   std::size_t chunks_consumed() const noexcept override { return consumed_; }
   std::size_t chunks_total_if_known() const noexcept override {
-    return total_ != 0 && fixed_chunksize_ != 0 ? (total_ + fixed_chunksize_ - 1) / fixed_chunksize_
-                                                : 0;
+    return chunk_sizer_.chunks_for(total_);
   }
 
   // Dispatcher thread.
@@ -451,10 +451,12 @@ class ProcessStreamRun final
   void record_failure(std::size_t position) { failures_.record(position, nullptr); }
 
   void complete(std::shared_ptr<Chunk> chunk, bool ran) noexcept {
-    if (ran && !chunk->skipped) progress_.add(chunk->results.size());
+    if (ran && !chunk->skipped) {
+      progress_.add(chunk->results.size());
+      chunk_sizer_.observe(chunk->wall);
+    }
     {
       std::lock_guard lock(mu_);
-      if (ran) last_wall_ = chunk->wall;
       const std::size_t index = chunk->index;
       completed_.emplace(index, std::move(chunk));
     }
@@ -462,25 +464,6 @@ class ProcessStreamRun final
   }
 
  private:
-  std::size_t size_if_known() {
-    if constexpr (std::ranges::sized_range<View>) {
-      return static_cast<std::size_t>(std::ranges::size(view_));
-    } else {
-      return 0;
-    }
-  }
-
-  std::size_t next_chunksize() {
-    if (fixed_chunksize_ != 0) return fixed_chunksize_;
-    std::lock_guard lock(mu_);
-    if (last_wall_ > std::chrono::nanoseconds::zero() && last_wall_ < kAdaptiveChunkTarget &&
-        adaptive_chunksize_ < kMaxAutoChunksize) {
-      adaptive_chunksize_ *= 2;
-      last_wall_ = std::chrono::nanoseconds::zero();
-    }
-    return adaptive_chunksize_;
-  }
-
   void refill() {
     while (outstanding_ < window_ && !input_done_) {
       if (stop_.stop_requested()) return;
@@ -494,7 +477,7 @@ class ProcessStreamRun final
         input_done_ = true;
         return;
       }
-      const std::size_t want = next_chunksize();
+      const std::size_t want = chunk_sizer_.next();
       auto chunk = std::make_shared<Chunk>();
       chunk->index = next_index_++;
       chunk->first = next_position_;
@@ -548,10 +531,10 @@ class ProcessStreamRun final
   const std::uint64_t group_;
   View view_;
   const bool ordered_;
-  std::size_t fixed_chunksize_;
   const std::size_t window_;
   std::stop_token stop_;
   const std::size_t total_;
+  ChunkSizer chunk_sizer_;
   ProgressReporter progress_;
   FailureTracker failures_;
 
@@ -568,8 +551,6 @@ class ProcessStreamRun final
   std::condition_variable cv_;
   std::map<std::size_t, std::shared_ptr<Chunk>> completed_;  // guarded by mu_: reorder buffer
   bool cancelled_ = false;                                   // guarded by mu_
-  std::chrono::nanoseconds last_wall_{};                     // guarded by mu_
-  std::size_t adaptive_chunksize_ = 1;                       // guarded by mu_
   // Last member: destroyed first, so the callback never runs on a half-destroyed run.
   std::optional<std::stop_callback<std::function<void()>>> on_stop_;
 };

@@ -305,6 +305,59 @@ auto run_bulk(ThreadPoolCore& core, const Fn& fn, Range& input, const MapOptions
 // ---------------------------------------------------------------------------------------------
 // Stream path.
 
+// How a stream run cuts its input: a fixed chunk size (explicit, or automatic from a known input
+// size), or — input of unknown size, automatic — chunks that start at 1 item and double while a
+// chunk finishes in under kAdaptiveChunkTarget. Shared by the thread and process engines.
+// Thread safety: next() from the caller's thread, observe() from any thread.
+class ChunkSizer {
+ public:
+  // `requested`: MapOptions::chunksize after validation (0 = automatic); `size`: the input's size
+  // (0 = unknown).
+  ChunkSizer(std::size_t requested, std::size_t size, std::size_t workers)
+      : fixed_(requested != 0 ? requested
+               : size != 0    ? auto_chunksize(size, workers)
+                              : 0) {}
+
+  // Number of chunks for `size` items, or 0 while the size or the chunk size is not fixed.
+  std::size_t chunks_for(std::size_t size) const noexcept {
+    return size != 0 && fixed_ != 0 ? (size + fixed_ - 1) / fixed_ : 0;
+  }
+
+  std::size_t next() {
+    if (fixed_ != 0) return fixed_;
+    std::lock_guard lock(mu_);
+    if (last_wall_ > std::chrono::nanoseconds::zero() && last_wall_ < kAdaptiveChunkTarget &&
+        adaptive_ < kMaxAutoChunksize) {
+      adaptive_ *= 2;
+      last_wall_ = std::chrono::nanoseconds::zero();  // grow once per observed chunk
+    }
+    return adaptive_;
+  }
+
+  // A chunk that ran took `wall`.
+  void observe(std::chrono::nanoseconds wall) {
+    if (fixed_ != 0) return;
+    std::lock_guard lock(mu_);
+    last_wall_ = wall;
+  }
+
+ private:
+  const std::size_t fixed_;
+  std::mutex mu_;
+  std::chrono::nanoseconds last_wall_{};  // guarded by mu_
+  std::size_t adaptive_ = 1;              // guarded by mu_
+};
+
+// The size of a view when it knows it, else 0.
+template <class View>
+std::size_t size_if_known(View& view) {
+  if constexpr (std::ranges::sized_range<View>) {
+    return static_cast<std::size_t>(std::ranges::size(view));
+  } else {
+    return 0;
+  }
+}
+
 template <class R, MapMode Mode>
 struct StreamChunk {
   std::size_t index = 0;  // chunk number, in input order
@@ -349,15 +402,11 @@ class StreamRun final : public StreamSource<R, Mode>,
         fn_(std::move(fn)),
         view_(std::move(view)),
         ordered_(ordered),
-        fixed_chunksize_(validated_chunksize(options)),
         window_(options.window.value_or(kDefaultWindowPerWorker * core.worker_count())),
         stop_(options.stop),
-        total_(size_if_known()),
-        progress_(options.on_progress, total_) {
-    if (fixed_chunksize_ == 0 && total_ != 0) {
-      fixed_chunksize_ = auto_chunksize(total_, core.worker_count());
-    }
-  }
+        total_(size_if_known(view_)),
+        chunk_sizer_(validated_chunksize(options), total_, core.worker_count()),
+        progress_(options.on_progress, total_) {}
   ~StreamRun() override = default;
 
   std::shared_ptr<Chunk> next() override {
@@ -411,8 +460,7 @@ class StreamRun final : public StreamSource<R, Mode>,
 
   std::size_t chunks_consumed() const noexcept override { return consumed_; }
   std::size_t chunks_total_if_known() const noexcept override {
-    return total_ != 0 && fixed_chunksize_ != 0 ? (total_ + fixed_chunksize_ - 1) / fixed_chunksize_
-                                                : 0;
+    return chunk_sizer_.chunks_for(total_);
   }
 
  private:
@@ -435,25 +483,6 @@ class StreamRun final : public StreamSource<R, Mode>,
     Payload payload_;
   };
 
-  std::size_t size_if_known() {
-    if constexpr (std::ranges::sized_range<View>) {
-      return static_cast<std::size_t>(std::ranges::size(view_));
-    } else {
-      return 0;
-    }
-  }
-
-  std::size_t next_chunksize() {
-    if (fixed_chunksize_ != 0) return fixed_chunksize_;
-    std::lock_guard lock(mu_);
-    if (last_wall_ > std::chrono::nanoseconds::zero() && last_wall_ < kAdaptiveChunkTarget &&
-        adaptive_chunksize_ < kMaxAutoChunksize) {
-      adaptive_chunksize_ *= 2;
-      last_wall_ = std::chrono::nanoseconds::zero();  // grow once per observed chunk
-    }
-    return adaptive_chunksize_;
-  }
-
   // Caller's thread only: submits chunks until `window_` are outstanding or the input ends.
   void refill() {
     while (outstanding_ < window_ && !input_done_) {
@@ -467,7 +496,7 @@ class StreamRun final : public StreamSource<R, Mode>,
         input_done_ = true;
         return;
       }
-      const std::size_t want = next_chunksize();
+      const std::size_t want = chunk_sizer_.next();
       auto chunk = std::make_shared<Chunk>();
       chunk->index = next_index_++;
       chunk->first = next_position_;
@@ -533,12 +562,10 @@ class StreamRun final : public StreamSource<R, Mode>,
   }
 
   void complete(std::shared_ptr<Chunk> chunk, bool was_running) noexcept {
+    if (was_running) chunk_sizer_.observe(chunk->wall);
     {
       std::lock_guard lock(mu_);
-      if (was_running) {
-        --running_;
-        last_wall_ = chunk->wall;
-      }
+      if (was_running) --running_;
       const std::size_t index = chunk->index;
       completed_.emplace(index, std::move(chunk));
     }
@@ -549,10 +576,10 @@ class StreamRun final : public StreamSource<R, Mode>,
   const Fn fn_;  // shared by all workers: invoked as const
   View view_;
   const bool ordered_;
-  std::size_t fixed_chunksize_;
   const std::size_t window_;
   std::stop_token stop_;
   const std::size_t total_;
+  ChunkSizer chunk_sizer_;
   ProgressReporter progress_;
   FailureTracker failures_;
 
@@ -570,8 +597,6 @@ class StreamRun final : public StreamSource<R, Mode>,
   std::map<std::size_t, std::shared_ptr<Chunk>> completed_;  // guarded by mu_: reorder buffer
   std::size_t running_ = 0;                                  // guarded by mu_
   bool cancelled_ = false;                                   // guarded by mu_
-  std::chrono::nanoseconds last_wall_{};                     // guarded by mu_
-  std::size_t adaptive_chunksize_ = 1;                       // guarded by mu_
 };
 
 template <class R, MapMode Mode, class Fn, class Range>
