@@ -12,13 +12,14 @@
 #include "demo_command.hpp"
 #include "interrupt.hpp"
 #include "primes_command.hpp"
+#include "serve_command.hpp"
 
 namespace {
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-constexpr std::string_view kCommands[] = {"primes", "demo"};
+constexpr std::string_view kCommands[] = {"primes", "demo", "serve"};
 
 constexpr const char* kDescription =
     "crew runs many independent calls of one function on threads or worker processes (and, in\n"
@@ -34,6 +35,7 @@ constexpr const char* kFooter =
     "  crew primes --below 1e7 --engine thread    # sum the primes below 10,000,000\n"
     "  crew primes --below 1e7 --engine process   # the same on worker processes\n"
     "  crew primes --below 1e7 --json             # the same as one JSON object\n"
+    "  crew serve --latency 200ms --body 50KiB    # a loopback HTTP server with latency\n"
     "\n"
     "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"
     "2 usage error, 130 interrupted (Ctrl-C; a second Ctrl-C exits at once).";
@@ -65,7 +67,9 @@ int run(int argc, char** argv) {
   CLI::App* primes = crew::cli::add_primes_command(app, primes_args);
   crew::cli::DemoArgs demo_args;
   CLI::App* demo = crew::cli::add_demo_command(app, demo_args);
-  for (CLI::App* command : {primes, demo}) {
+  crew::cli::ServeArgs serve_args;
+  CLI::App* serve = crew::cli::add_serve_command(app, serve_args);
+  for (CLI::App* command : {primes, demo, serve}) {
     command->set_help_flag("-h,--help", "Print this help and exit.");
     command->get_formatter()->column_width(22);
   }
@@ -77,7 +81,8 @@ int run(int argc, char** argv) {
     if (word.starts_with('-')) continue;
     if (!is_command(word)) {
       return usage_error(
-          fmt::format("unknown command \"{}\": the commands are primes and demo", word), "crew");
+          fmt::format("unknown command \"{}\": the commands are primes, demo and serve", word),
+          "crew");
     }
     break;
   }
@@ -87,20 +92,24 @@ int run(int argc, char** argv) {
   } catch (const CLI::Success& success) {
     return app.exit(success);  // --help, --version: printed on stdout, exit 0
   } catch (const CLI::ParseError& error) {
-    const char* help = primes->parsed() != 0 ? "crew primes"
-                       : demo->parsed() != 0 ? "crew demo"
-                                             : "crew";
+    const char* help = primes->parsed() != 0  ? "crew primes"
+                       : demo->parsed() != 0  ? "crew demo"
+                       : serve->parsed() != 0 ? "crew serve"
+                                              : "crew";
     return usage_error(error.what(), help);
   }
-  if (primes->parsed() == 0 && demo->parsed() == 0) {
-    return usage_error("a command is required: primes or demo", "crew");
+  if (primes->parsed() == 0 && demo->parsed() == 0 && serve->parsed() == 0) {
+    return usage_error("a command is required: primes, demo or serve", "crew");
   }
 
-  const char* help = primes->parsed() != 0 ? "crew primes" : "crew demo";
+  const char* help = primes->parsed() != 0  ? "crew primes"
+                     : serve->parsed() != 0 ? "crew serve"
+                                            : "crew demo";
   try {
     // Started after parsing, so --help and usage errors start no thread at all.
     crew::cli::InterruptWatcher interrupt;
     if (primes->parsed() != 0) return crew::cli::run_primes_command(primes_args, interrupt);
+    if (serve->parsed() != 0) return crew::cli::run_serve_command(serve_args, interrupt);
     return crew::cli::run_demo_command(demo_args, interrupt);
   } catch (const crew::cli::UsageError& error) {
     return usage_error(error.what(), help);

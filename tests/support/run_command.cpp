@@ -134,8 +134,37 @@ void ChildProcess::kill_and_reap() noexcept {
   reaped_ = true;
 }
 
+std::optional<std::string> ChildProcess::read_stdout_line(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const std::size_t newline = out_read_.find('\n', out_lines_);
+    if (newline != std::string::npos) {
+      std::string line = out_read_.substr(out_lines_, newline - out_lines_);
+      out_lines_ = newline + 1;
+      return line;
+    }
+    if (out_fd_ < 0) return std::nullopt;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return std::nullopt;
+    pollfd fd = {out_fd_, POLLIN, 0};
+    const int ready = poll(&fd, 1, static_cast<int>(left.count()));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return std::nullopt;
+    char buffer[4096];
+    const ssize_t n = read(out_fd_, buffer, sizeof buffer);
+    if (n > 0) {
+      out_read_.append(buffer, static_cast<std::size_t>(n));
+    } else if (n == 0 || errno != EINTR) {
+      close(out_fd_);
+      out_fd_ = -1;
+    }
+  }
+}
+
 CommandResult ChildProcess::wait(std::chrono::milliseconds timeout) {
   CommandResult result;
+  result.out = std::move(out_read_);
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto remaining_ms = [&] {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(

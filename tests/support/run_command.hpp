@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,6 +53,12 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
 
+  // Reads the child's stdout up to the next '\n' and returns that line without it, for a child
+  // that announces something ("READY 8080") and keeps running. nullopt when stdout closes or
+  // `timeout` passes first. stderr is not read meanwhile. What it read is still part of
+  // CommandResult::out, which wait() returns.
+  std::optional<std::string> read_stdout_line(std::chrono::milliseconds timeout);
+
   // Reads stdout and stderr until both close and reaps the child. If that takes longer than
   // `timeout` from this call, kills it (its group too, with own_process_group) and reports
   // timed_out. Call at most once.
@@ -64,6 +71,8 @@ class ChildProcess {
   bool own_group_ = false;
   bool reaped_ = false;
   int out_fd_ = -1;
+  std::string out_read_;       // stdout read by read_stdout_line, for wait()
+  std::size_t out_lines_ = 0;  // how much of out_read_ read_stdout_line has returned
   int err_fd_ = -1;
   std::chrono::steady_clock::time_point start_;
 };
