@@ -47,11 +47,11 @@ PrimesResult run_serial(std::int64_t below, std::stop_token stop, ProgressBar& p
   return result;
 }
 
-PrimesResult run_thread(const PrimesJob& job, std::stop_token stop, ProgressBar& progress) {
-  PrimesResult result;
-  // The article's Pool().map, made lazy: imap keeps a bounded window of chunks in flight, so memory
-  // stays flat even for N = 1e10 (map would hold N results).
-  ThreadPool pool({.workers = job.workers});
+// The article's Pool().map, made lazy: imap keeps a bounded window of chunks in flight, so memory
+// stays flat even for N = 1e10 (map would hold N results). Adds to `result` what was summed.
+template <class Pool>
+void sum_with_imap(Pool& pool, const PrimesJob& job, std::stop_token stop, ProgressBar& progress,
+                   PrimesResult& result) {
   const MapOptions options{
       .chunksize = job.chunksize,
       .on_progress = [&progress](std::size_t done,
@@ -69,6 +69,12 @@ PrimesResult run_thread(const PrimesJob& job, std::stop_token stop, ProgressBar&
     if (!stop.stop_requested()) throw;
     result.interrupted = true;
   }
+}
+
+PrimesResult run_thread(const PrimesJob& job, std::stop_token stop, ProgressBar& progress) {
+  PrimesResult result;
+  ThreadPool pool({.workers = job.workers});
+  sum_with_imap(pool, job, stop, progress, result);
   return result;
 }
 
@@ -93,26 +99,11 @@ PrimesResult run_process(const PrimesJob& job, std::stop_token stop, ProgressBar
       // the fork-with-threads warning would only be noise here.
       .warn_if_threads_running = false,
   };
-  // The article's Pool().map, with processes as the article ran it, made lazy as run_thread is.
-  // When `stop` fires, imap cancels the queued chunks and kills the workers running ours (they are
-  // replaced), then throws crew::Cancelled: a Ctrl-C never waits for a long chunk.
+  // The article's Pool().map, with processes as the article ran it. When `stop` fires, imap cancels
+  // the queued chunks and kills the workers running ours (they are replaced), then throws
+  // crew::Cancelled: a Ctrl-C never waits for a long chunk.
   ProcessPool pool(std::move(pool_options));
-  const MapOptions options{
-      .chunksize = job.chunksize,
-      .on_progress = [&progress](std::size_t done,
-                                 std::size_t total) { progress.update(done, total); },
-      .stop = stop,
-  };
-  try {
-    for (std::int64_t r :
-         pool.imap(is_prime, std::views::iota(std::int64_t{0}, job.below), options)) {
-      result.sum += r;
-      ++result.checked;
-    }
-  } catch (const Cancelled&) {
-    if (!stop.stop_requested()) throw;
-    result.interrupted = true;
-  }
+  sum_with_imap(pool, job, stop, progress, result);
   // Reaped here, inside run_primes's Stopwatch, so the workers' CPU lands in the Timing's
   // children_* figures; the stats then hold every worker's exit and final rusage.
   (void)pool.shutdown();
