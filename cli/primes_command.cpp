@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 #include <crew/detail/map_run.hpp>
+#include <crew/duration.hpp>
 #include <crew/errors.hpp>
 #include <crew/process_pool.hpp>
 #include <crew/thread_pool.hpp>
@@ -135,59 +136,28 @@ constexpr std::chrono::milliseconds kMaxTaskTimeout = std::chrono::hours(24);
 // "--task-timeout" text: a whole number of milliseconds, or a number with a unit ("500ms", "2s",
 // "1.5s"). Must be > 0 and at most a day.
 std::chrono::milliseconds parse_task_timeout(std::string_view text) {
-  const auto bad = [&text] {
-    return UsageError(fmt::format(
-        "--task-timeout must be a duration such as 500ms, 2s or 1.5s (a bare number means "
-        "milliseconds), got \"{}\"",
-        text));
-  };
-  std::string_view number = text;
-  std::int64_t scale = 1;  // milliseconds per unit
-  if (number.ends_with("ms")) {
-    number.remove_suffix(2);
-  } else if (number.ends_with('s')) {
-    number.remove_suffix(1);
-    scale = 1000;
+  const ParsedDuration parsed = parse_milliseconds(text);
+  switch (parsed.error) {
+    case DurationError::kNone:
+      break;
+    case DurationError::kSyntax:
+      throw UsageError(fmt::format(
+          "--task-timeout must be a duration such as 500ms, 2s or 1.5s (a bare number means "
+          "milliseconds), got \"{}\"",
+          text));
+    case DurationError::kFinerThanMillisecond:
+      throw UsageError(
+          fmt::format("--task-timeout must be a whole number of milliseconds, got \"{}\"", text));
+    case DurationError::kTooLarge:
+      throw UsageError(fmt::format("--task-timeout must be at most 86400s (a day), got {}", text));
   }
-  const std::size_t dot = number.find('.');
-  const std::string_view whole = number.substr(0, dot);
-  const std::string_view fraction =
-      dot == std::string_view::npos ? std::string_view() : number.substr(dot + 1);
-  const auto all_digits = [](std::string_view digits) {
-    return std::ranges::all_of(digits, [](char c) { return c >= '0' && c <= '9'; });
-  };
-  if (whole.empty() || !all_digits(whole) || !all_digits(fraction) ||
-      (dot != std::string_view::npos && fraction.empty())) {
-    throw bad();
-  }
-  // More than 12 digits is past any limit; 12 digits times 1000 cannot overflow.
-  std::int64_t units = 0;
-  if (whole.size() > 12 ||
-      std::from_chars(whole.data(), whole.data() + whole.size(), units).ec != std::errc()) {
-    throw UsageError(fmt::format("--task-timeout must be at most 86400s (a day), got {}", text));
-  }
-  // The fraction, in milliseconds: only whole milliseconds are meaningful ("1.5s" yes, "1.5ms" no).
-  std::int64_t fraction_ms = 0;
-  std::int64_t place = scale;
-  for (char c : fraction) {
-    place /= 10;
-    if (place == 0) {
-      if (c != '0') {
-        throw UsageError(
-            fmt::format("--task-timeout must be a whole number of milliseconds, got \"{}\"", text));
-      }
-      continue;
-    }
-    fraction_ms += (c - '0') * place;
-  }
-  const std::int64_t ms = units * scale + fraction_ms;
-  if (ms <= 0) {
+  if (parsed.milliseconds <= 0) {
     throw UsageError(fmt::format("--task-timeout must be more than 0 ms, got {}", text));
   }
-  if (ms > kMaxTaskTimeout.count()) {
+  if (parsed.milliseconds > kMaxTaskTimeout.count()) {
     throw UsageError(fmt::format("--task-timeout must be at most 86400s (a day), got {}", text));
   }
-  return std::chrono::milliseconds(ms);
+  return std::chrono::milliseconds(parsed.milliseconds);
 }
 
 std::size_t parse_max_tasks_per_child(std::string_view text) {

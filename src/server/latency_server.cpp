@@ -1,5 +1,7 @@
 #include "crew/latency_server.hpp"
 
+#include "crew/duration.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -54,10 +56,6 @@ std::invalid_argument bad_latency(std::string_view text) {
       fmt::format("expected a duration such as 250ms, 2s or 1.5s (a bare number is milliseconds), "
                   "at most 3600s, got \"{}\"",
                   text));
-}
-
-bool all_digits(std::string_view text) {
-  return std::ranges::all_of(text, [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::string lower(std::string_view text) {
@@ -635,37 +633,11 @@ void LatencyServer::fill_body(std::uint64_t offset, std::span<char> out) noexcep
 }
 
 std::chrono::milliseconds parse_latency(std::string_view text) {
-  std::string_view number = text;
-  std::int64_t scale = 1;  // milliseconds per unit
-  if (number.ends_with("ms")) {
-    number.remove_suffix(2);
-  } else if (number.ends_with('s')) {
-    number.remove_suffix(1);
-    scale = 1000;
-  }
-  const std::size_t dot = number.find('.');
-  const std::string_view whole = number.substr(0, dot);
-  const std::string_view fraction =
-      dot == std::string_view::npos ? std::string_view() : number.substr(dot + 1);
-  if (whole.empty() || !all_digits(whole) || !all_digits(fraction) ||
-      (dot != std::string_view::npos && fraction.empty()) || whole.size() > 10) {
+  const ParsedDuration parsed = parse_milliseconds(text);
+  if (parsed.error != DurationError::kNone || parsed.milliseconds > kMaxLatency.count()) {
     throw bad_latency(text);
   }
-  std::int64_t units = 0;
-  std::from_chars(whole.data(), whole.data() + whole.size(), units);
-  std::int64_t fraction_ms = 0;
-  std::int64_t place = scale;
-  for (char c : fraction) {
-    place /= 10;
-    if (place == 0) {
-      if (c != '0') throw bad_latency(text);  // finer than a millisecond
-      continue;
-    }
-    fraction_ms += (c - '0') * place;
-  }
-  const std::int64_t ms = units * scale + fraction_ms;
-  if (ms > kMaxLatency.count()) throw bad_latency(text);
-  return std::chrono::milliseconds(ms);
+  return std::chrono::milliseconds(parsed.milliseconds);
 }
 
 std::uint64_t parse_byte_size(std::string_view text) {
