@@ -216,6 +216,29 @@ void apply_query(std::string_view query, Plan& plan) {
   }
 }
 
+// Where a request head ends, for async_read_until: after the blank line, or at once when the first
+// byte cannot start an HTTP method (a TLS ClientHello starts with 0x16), so that such a client
+// gets its 400 now instead of waiting out its timeout for a blank line that never comes.
+struct RequestHeadEnd {
+  template <class Iterator>
+  std::pair<Iterator, bool> operator()(Iterator begin, Iterator end) const {
+    if (begin != end && !(*begin >= 'A' && *begin <= 'Z')) return {end, true};
+    static constexpr std::string_view kBlankLine = "\r\n\r\n";
+    const Iterator found = std::search(begin, end, kBlankLine.begin(), kBlankLine.end());
+    if (found == end) return {end, false};
+    return {std::next(found, static_cast<std::ptrdiff_t>(kBlankLine.size())), true};
+  }
+};
+
+}  // namespace
+}  // namespace crew
+
+template <>
+struct boost::asio::is_match_condition<crew::RequestHeadEnd> : std::true_type {};
+
+namespace crew {
+namespace {
+
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(Socket socket, Defaults defaults, Counters& counters)
@@ -241,7 +264,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   void read_request() {
     // A pipelined next request may already be in input_; async_read_until looks there first.
-    asio::async_read_until(socket_, input_, "\r\n\r\n",
+    asio::async_read_until(socket_, input_, RequestHeadEnd{},
                            [self = shared_from_this()](error_code ec, std::size_t head_bytes) {
                              self->on_request(ec, head_bytes);
                            });
@@ -258,6 +281,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
     std::string head(asio::buffers_begin(data),
                      asio::buffers_begin(data) + static_cast<std::ptrdiff_t>(head_bytes));
     input_.consume(head_bytes);
+    if (!head.ends_with("\r\n\r\n")) {
+      // Answered at once, so a client speaking TLS to this plain-HTTP server fails fast.
+      reply_bad_request("not an HTTP request (for TLS, use an https server)", false);
+      return;
+    }
     handle(head);
   }
 
