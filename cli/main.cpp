@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "demo_command.hpp"
+#include "fetch_command.hpp"
 #include "interrupt.hpp"
 #include "primes_command.hpp"
 #include "serve_command.hpp"
@@ -19,7 +20,7 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-constexpr std::string_view kCommands[] = {"primes", "demo", "serve"};
+constexpr std::string_view kCommands[] = {"primes", "fetch", "demo", "serve"};
 
 constexpr const char* kDescription =
     "crew runs many independent calls of one function on threads or worker processes (and, in\n"
@@ -35,6 +36,8 @@ constexpr const char* kFooter =
     "  crew primes --below 1e7 --engine thread    # sum the primes below 10,000,000\n"
     "  crew primes --below 1e7 --engine process   # the same on worker processes\n"
     "  crew primes --below 1e7 --json             # the same as one JSON object\n"
+    "  crew fetch --local 13 --workers 4          # the article's IO job: 13 URLs, 4 threads\n"
+    "  crew fetch --urls-file urls.txt --engine event-loop --workers 100\n"
     "  crew serve --latency 200ms --body 50KiB    # a loopback HTTP server with latency\n"
     "\n"
     "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"
@@ -65,11 +68,13 @@ int run(int argc, char** argv) {
 
   crew::cli::PrimesArgs primes_args;
   CLI::App* primes = crew::cli::add_primes_command(app, primes_args);
+  crew::cli::FetchArgs fetch_args;
+  CLI::App* fetch = crew::cli::add_fetch_command(app, fetch_args);
   crew::cli::DemoArgs demo_args;
   CLI::App* demo = crew::cli::add_demo_command(app, demo_args);
   crew::cli::ServeArgs serve_args;
   CLI::App* serve = crew::cli::add_serve_command(app, serve_args);
-  for (CLI::App* command : {primes, demo, serve}) {
+  for (CLI::App* command : {primes, fetch, demo, serve}) {
     command->set_help_flag("-h,--help", "Print this help and exit.");
     command->get_formatter()->column_width(22);
   }
@@ -81,7 +86,8 @@ int run(int argc, char** argv) {
     if (word.starts_with('-')) continue;
     if (!is_command(word)) {
       return usage_error(
-          fmt::format("unknown command \"{}\": the commands are primes, demo and serve", word),
+          fmt::format("unknown command \"{}\": the commands are primes, fetch, demo and serve",
+                      word),
           "crew");
     }
     break;
@@ -93,22 +99,26 @@ int run(int argc, char** argv) {
     return app.exit(success);  // --help, --version: printed on stdout, exit 0
   } catch (const CLI::ParseError& error) {
     const char* help = primes->parsed() != 0  ? "crew primes"
+                       : fetch->parsed() != 0 ? "crew fetch"
                        : demo->parsed() != 0  ? "crew demo"
                        : serve->parsed() != 0 ? "crew serve"
                                               : "crew";
     return usage_error(error.what(), help);
   }
-  if (primes->parsed() == 0 && demo->parsed() == 0 && serve->parsed() == 0) {
-    return usage_error("a command is required: primes, demo or serve", "crew");
+  if (primes->parsed() == 0 && fetch->parsed() == 0 && demo->parsed() == 0 &&
+      serve->parsed() == 0) {
+    return usage_error("a command is required: primes, fetch, demo or serve", "crew");
   }
 
   const char* help = primes->parsed() != 0  ? "crew primes"
+                     : fetch->parsed() != 0 ? "crew fetch"
                      : serve->parsed() != 0 ? "crew serve"
                                             : "crew demo";
   try {
     // Started after parsing, so --help and usage errors start no thread at all.
     crew::cli::InterruptWatcher interrupt;
     if (primes->parsed() != 0) return crew::cli::run_primes_command(primes_args, interrupt);
+    if (fetch->parsed() != 0) return crew::cli::run_fetch_command(fetch_args, interrupt);
     if (serve->parsed() != 0) return crew::cli::run_serve_command(serve_args, interrupt);
     return crew::cli::run_demo_command(demo_args, interrupt);
   } catch (const crew::cli::UsageError& error) {

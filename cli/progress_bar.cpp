@@ -22,6 +22,12 @@ std::string eta_text(double seconds) {
   return fmt::format("ETA {}h {}min", whole / 3600, whole % 3600 / 60);
 }
 
+// Items per second: three significant digits below 1,000 ("0.5", "16.1"), short_count above.
+std::string rate_text(double rate) {
+  if (rate < 999.5) return fmt::format("{:.3g}", rate);
+  return short_count(static_cast<std::size_t>(rate));
+}
+
 }  // namespace
 
 std::string short_count(std::size_t n) {
@@ -70,8 +76,9 @@ void ProgressBar::update(std::size_t done, std::size_t total) noexcept {
           done == 0 ? std::string("ETA ?")
                     : eta_text(elapsed * static_cast<double>(total - std::min(done, total)) /
                                static_cast<double>(done));
-      line = fmt::format("[{}] {:3.0f}% {}/{} {}, {}", bar, fraction * 100, short_count(done),
-                         short_count(total), unit_, eta);
+      const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+      line = fmt::format("[{}] {:3.0f}% {}/{} {}, {}/s, {}", bar, fraction * 100, short_count(done),
+                         short_count(total), unit_, rate_text(rate), eta);
     }
     // \r back to the line's start, \033[K erases what a longer previous line left behind.
     fmt::print(stderr, "\r{}\033[K", line);

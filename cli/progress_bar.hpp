@@ -1,5 +1,5 @@
 // A one-line progress bar on stderr for long runs:
-//   [=============>                ]  45% 4.5M/10M numbers, ETA 3 s
+//   [=============>                ]  45% 4.5M/10M numbers, 1.5M/s, ETA 3 s
 // Drawn only when stderr is a terminal and the run has lasted long enough to be worth watching;
 // redrawn at most ten times a second, so it stays cheap when fed from MapOptions::on_progress.
 #pragma once

@@ -104,8 +104,8 @@ TEST_F(PrimesCommandTest, ProgressBarIsDrawnOnATerminalAndErasedAtTheEnd) {
   const CommandResult r = child.wait(100s);
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("answer: 7026422648071\n"));
-  EXPECT_THAT(r.err,
-              ::testing::ContainsRegex("\\[=*>? *\\] +[0-9]+% [0-9.]+[kM]?/15M numbers, ETA "));
+  EXPECT_THAT(r.err, ::testing::ContainsRegex(
+                         "\\[=*>? *\\] +[0-9]+% [0-9.]+[kM]?/15M numbers, [0-9.]+[kMG]?/s, ETA "));
   EXPECT_THAT(r.err, ::testing::EndsWith("\r\033[K")) << "the bar is erased when the run ends";
 }
 
