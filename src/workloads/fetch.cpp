@@ -47,7 +47,6 @@ struct Transfer {
   std::uint64_t bytes = 0;
   std::string body;
   bool keep_body = false;
-  std::stop_token stop;
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
   void reset() {
@@ -65,11 +64,6 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
-// libcurl calls this about once a second, and whenever data moves; nonzero aborts the transfer.
-int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  return static_cast<Transfer*>(user)->stop.stop_requested() ? 1 : 0;
-}
-
 // Options that every transfer of crew gets, whatever the URL.
 void configure(CURL* easy, const FetchOptions& options, Transfer& transfer) {
   static const std::string user_agent = std::string("crew/") + CREW_VERSION_STRING;
@@ -79,9 +73,6 @@ void configure(CURL* easy, const FetchOptions& options, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error_buffer.data());
-  curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, &on_progress);
-  curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &transfer);
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(options.connect_timeout.count()));
   curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(options.timeout.count()));
@@ -226,11 +217,41 @@ std::vector<std::string> local_urls(std::uint16_t port, std::size_t count, std::
 
 struct Fetcher::Impl {
   CURL* easy = nullptr;
+  // A private multi handle runs the easy one, so that a stop can wake its wait at once
+  // (curl_multi_wakeup) where curl_easy_perform would notice only at its next progress call, up to
+  // a second later. It also holds the connection cache that keeps connections alive between calls.
+  CURLM* multi = nullptr;
   FetchOptions options;
   Transfer transfer;
 
   ~Impl() {
     if (easy != nullptr) curl_easy_cleanup(easy);
+    if (multi != nullptr) curl_multi_cleanup(multi);
+  }
+
+  // One attempt: runs the transfer to its end, or until `stop` (then CURLE_ABORTED_BY_CALLBACK).
+  CURLcode perform(std::stop_token stop) {
+    if (curl_multi_add_handle(multi, easy) != CURLM_OK) return CURLE_FAILED_INIT;
+    CURLcode result = CURLE_ABORTED_BY_CALLBACK;
+    {
+      std::stop_callback wake(stop, [this] { curl_multi_wakeup(multi); });
+      for (bool done = false; !done;) {
+        int running = 0;
+        curl_multi_perform(multi, &running);
+        int left = 0;
+        while (CURLMsg* message = curl_multi_info_read(multi, &left)) {
+          if (message->msg == CURLMSG_DONE) {
+            result = message->data.result;
+            done = true;
+          }
+        }
+        if (done || stop.stop_requested()) break;
+        curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+      }
+    }
+    // A transfer removed before its end loses its connection; a finished one keeps it cached.
+    curl_multi_remove_handle(multi, easy);
+    return result;
   }
 };
 
@@ -238,7 +259,10 @@ Fetcher::Fetcher(FetchOptions options) : impl_(std::make_unique<Impl>()) {
   validate(options);
   ensure_curl_initialized();
   impl_->easy = curl_easy_init();
-  if (impl_->easy == nullptr) throw std::runtime_error("libcurl could not make an easy handle");
+  impl_->multi = curl_multi_init();
+  if (impl_->easy == nullptr || impl_->multi == nullptr) {
+    throw std::runtime_error("libcurl could not make a handle");
+  }
   impl_->options = options;
   configure(impl_->easy, options, impl_->transfer);
 }
@@ -260,7 +284,6 @@ FetchResult Fetcher::fetch(std::string_view url, std::stop_token stop) {
   FetchResult result;
   result.url = std::string(url);
   const Clock::time_point start = Clock::now();
-  impl.transfer.stop = stop;
   curl_easy_setopt(impl.easy, CURLOPT_URL, result.url.c_str());
   std::chrono::milliseconds backoff = impl.options.retry_backoff;
   for (int attempt = 0;; ++attempt) {
@@ -269,7 +292,7 @@ FetchResult Fetcher::fetch(std::string_view url, std::stop_token stop) {
       break;
     }
     impl.transfer.reset();
-    const CURLcode code = curl_easy_perform(impl.easy);
+    const CURLcode code = impl.perform(stop);
     ++result.attempts;
     long status = 0;
     curl_easy_getinfo(impl.easy, CURLINFO_RESPONSE_CODE, &status);
@@ -281,7 +304,6 @@ FetchResult Fetcher::fetch(std::string_view url, std::stop_token stop) {
     backoff *= 2;
   }
   if (impl.options.keep_body) result.body = std::move(impl.transfer.body);
-  impl.transfer.stop = {};
   result.seconds = seconds_since(start);
   return result;
 }
@@ -321,7 +343,6 @@ class EventLoop {
       slot.easy = curl_easy_init();
       if (slot.easy == nullptr) throw std::runtime_error("libcurl could not make an easy handle");
       configure(slot.easy, options_, slot.transfer);
-      slot.transfer.stop = control_.stop;
       curl_easy_setopt(slot.easy, CURLOPT_PRIVATE, &slot);
       free_.push_back(&slot);
     }
@@ -777,10 +798,14 @@ FetchRun fetch_urls(std::span<const std::string> urls, FetchEngine engine, std::
     }
     case FetchEngine::kEventLoop:
       run.results = fetch_with_event_loop(urls, workers, options, control, &run.event_loop);
-      run.stopped = control.stop.stop_requested() &&
-                    std::any_of(run.results.begin(), run.results.end(),
-                                [](const FetchResult& r) { return r.error == kNotFetchedStopped; });
       break;
+  }
+  // A stop may also end transfers that were running (their results say so) without any pool
+  // seeing a cancelled chunk.
+  if (control.stop.stop_requested() &&
+      std::any_of(run.results.begin(), run.results.end(),
+                  [](const FetchResult& r) { return r.error == kNotFetchedStopped; })) {
+    run.stopped = true;
   }
 
   for (FetchResult& result : run.results) {

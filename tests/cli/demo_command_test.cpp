@@ -15,6 +15,7 @@ namespace crew::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using namespace std::chrono_literals;
 
 CommandResult crew(std::vector<std::string> args) {
@@ -41,14 +42,31 @@ TEST_F(DemoCommandTest, RunsTheThreeEnginesAndChecksTheKnownAnswer) {
   ASSERT_NE(process, std::string::npos) << r.out;
   EXPECT_LT(serial, thread);
   EXPECT_LT(thread, process);
+  const std::size_t io = r.out.find("crew demo, part 2: the article's IO job");
+  ASSERT_NE(io, std::string::npos) << r.out;
+  EXPECT_LT(process, io);
   // The process run's %%time block counts its reaped workers' CPU.
-  EXPECT_THAT(r.out.substr(process),
+  EXPECT_THAT(r.out.substr(process, io - process),
               ::testing::Not(HasSubstr("Workers' CPU (child processes): user 0 ns")));
   EXPECT_THAT(r.out, HasSubstr("all three engines agree: 37,550,402,023, the known sum"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("speed-up: thread [0-9]+\\.[0-9]+x over serial"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex("speed-up: process [0-9]+\\.[0-9]+x over serial"));
   EXPECT_THAT(r.out, HasSubstr("GIL"));
   EXPECT_THAT(r.out, HasSubstr("multiprocessing.Pool"));
+  // Part 2: the 13 URLs, serial then 4 threads, each with its %%time block, and every URL fetched.
+  const std::string part2 = r.out.substr(io);
+  const std::size_t serial_fetch = part2.find("== serial: for url in urls: fetch(url) ==");
+  const std::size_t thread_fetch = part2.find("== thread: ThreadPool(4).map(fetch, urls) ==");
+  ASSERT_NE(serial_fetch, std::string::npos) << part2;
+  ASSERT_NE(thread_fetch, std::string::npos) << part2;
+  EXPECT_LT(serial_fetch, thread_fetch);
+  EXPECT_THAT(part2.substr(serial_fetch, thread_fetch - serial_fetch),
+              HasSubstr("13 URLs: 13 ok, 0 failed; 650 KiB"));
+  EXPECT_THAT(part2.substr(thread_fetch), HasSubstr("13 URLs: 13 ok, 0 failed; 650 KiB"));
+  EXPECT_THAT(part2.substr(thread_fetch), HasSubstr("Wall time: "));
+  EXPECT_THAT(part2, ::testing::ContainsRegex(
+                         "speed-up: thread [0-9]+\\.[0-9]+x over serial with 4 workers"));
+  EXPECT_THAT(part2, Not(HasSubstr("failed:")));
   EXPECT_EQ(r.err, "");
 }
 
