@@ -153,7 +153,7 @@ void validate(const FetchOptions& options) {
 }
 
 std::string check_fetch_url(std::string_view url) {
-  if (url.empty()) return "an empty URL cannot be fetched";
+  if (url.empty()) return "an empty URL (\"\") cannot be fetched";
   CURLU* handle = curl_url();
   if (handle == nullptr) throw std::bad_alloc();
   const std::string text(url);
