@@ -66,6 +66,22 @@ inline std::size_t thread_tasks() { return smoke_mode() ? 100 : 2'000; }
 // and back through the dispatcher, tens of µs apiece on this VM, so 100,000 would take seconds.
 inline std::size_t process_bulk_tasks() { return smoke_mode() ? 200 : 10'000; }
 
+// Fetch (bench/fetch/): URLs on a loopback `crew serve` with a fixed latency and body size.
+// The article's scenario: its 13 URLs, 200 ms × 50 KiB each, 4 workers (ideal: ⌈13/4⌉ × 200 ms =
+// 0.80 s; serial 13 × 200 ms = 2.6 s). Many: 2,000 URLs × 100 ms × 5 KiB at concurrency 50 and
+// 500 (ideal: ⌈2,000/C⌉ × 100 ms: 4.0 s and 0.40 s). Smoke: 13 and 50 URLs, 10 ms, concurrency
+// 4 and 16.
+inline constexpr int kFetchArticleWorkers = 4;
+inline constexpr std::size_t kFetchArticleUrls = 13;
+inline constexpr std::uint64_t kFetchArticleBodyBytes = 50 * 1024;
+inline constexpr std::uint64_t kFetchManyBodyBytes = 5 * 1024;
+inline int fetch_article_latency_ms() { return smoke_mode() ? 10 : 200; }
+inline int fetch_many_latency_ms() { return smoke_mode() ? 10 : 100; }
+inline std::size_t fetch_many_urls() { return smoke_mode() ? 50 : 2'000; }
+inline std::vector<std::int64_t> fetch_many_concurrency() {
+  return smoke_mode() ? std::vector<std::int64_t>{4, 16} : std::vector<std::int64_t>{50, 500};
+}
+
 // The trivial per-item / per-task function of the overhead benchmarks.
 inline constexpr auto kTrivial = [](int x) noexcept { return x * 3 + 1; };
 

@@ -6,6 +6,7 @@
 //   CREW_BENCH_SMOKE=1 build/release/crew_bench --benchmark_min_time=0.01   # the smoke test
 #include <benchmark/benchmark.h>
 
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
@@ -36,6 +37,23 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("crew_thread_tasks", std::to_string(crew_bench::thread_tasks()));
   benchmark::AddCustomContext("crew_process_bulk_tasks",
                               std::to_string(crew_bench::process_bulk_tasks()));
+  // Fetch sizes as key=value pairs (scripts/bench-report.py reads them).
+  benchmark::AddCustomContext(
+      "crew_fetch_article",
+      "urls=" + std::to_string(crew_bench::kFetchArticleUrls) +
+          ",latency_ms=" + std::to_string(crew_bench::fetch_article_latency_ms()) +
+          ",body_bytes=" + std::to_string(crew_bench::kFetchArticleBodyBytes) +
+          ",workers=" + std::to_string(crew_bench::kFetchArticleWorkers));
+  std::string concurrency;
+  for (const std::int64_t c : crew_bench::fetch_many_concurrency()) {
+    if (!concurrency.empty()) concurrency += '/';
+    concurrency += std::to_string(c);
+  }
+  benchmark::AddCustomContext(
+      "crew_fetch_many", "urls=" + std::to_string(crew_bench::fetch_many_urls()) +
+                             ",latency_ms=" + std::to_string(crew_bench::fetch_many_latency_ms()) +
+                             ",body_bytes=" + std::to_string(crew_bench::kFetchManyBodyBytes) +
+                             ",concurrency=" + concurrency);
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -376,7 +376,8 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
   }
 
   if (job.engine != FetchEngine::kSerial) {
-    const workloads::FdBudget budget = workloads::reserve_file_descriptors(job.workers);
+    const workloads::FdBudget budget =
+        workloads::reserve_file_descriptors(job.workers, workloads::fds_per_transfer(job.engine));
     if (!budget.warning.empty()) {
       job.fd_warning = budget.warning;
       job.workers = budget.concurrency;

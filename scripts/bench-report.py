@@ -35,8 +35,18 @@ PROCESS_MAP_MAX_NS = 20.0  # ProcessPool.map per item, x*3+1 over ints
 PROCESS_START_STOP_MAX_NS = 1e6  # pool start + stop, 2 workers
 PROCESS_TIMEOUT_OVERSHOOT_MAX_MS = 50.0  # a timed-out task's Future settles this soon past it
 
+# Targets of issue 5 (fetch).
+FETCH_ARTICLE_MAX_OVER_IDEAL = 0.03  # thread, process, event-loop within 3 % of the 0.80 s ideal
+FETCH_ARTICLE_MAX_CPU_MS = 15.0  # thread and event-loop client CPU per run
+FETCH_MANY_EVENT_LOOP_MAX_S = 0.45  # event-loop at the highest concurrency (ideal 0.40 s)
+FETCH_MANY_MAX_CPU_PER_REQ_US = 50.0  # event-loop client CPU per request
+FETCH_MANY_MAX_RSS_MIB = 25e6 / 2**20  # event-loop: 25 MB
+
 # Counters read from the JSON besides the time (plain numbers, or seconds for per_*).
-COUNTERS = ("per_item", "per_task", "overshoot_ms", "overshoot_max_ms", "map_s", "host_rss_mib")
+COUNTERS = ("per_item", "per_task", "overshoot_ms", "overshoot_max_ms", "map_s", "host_rss_mib",
+            "ideal_ratio", "cpu_ms", "cpu_per_req_us", "connections", "loop_connections",
+            "server_peak", "server_cpu_ms", "rss_growth_mib", "workers_rss_mib",
+            "items_per_second")
 
 
 def load_medians(path: str) -> tuple[dict, dict[str, float], dict[str, dict[str, float]]]:
@@ -415,6 +425,118 @@ def process_pool_section(r: Report, out: list[str]) -> None:
             f"{fmt_ratio(div(py_map, crew_map), 1)} faster |",
             ""]
 
+def context_pairs(r: Report, key: str) -> dict[str, str]:
+    """The key=value pairs of a context entry such as crew_fetch_many ("urls=2000,…")."""
+    text = r.context.get(key, "")
+    return dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+
+
+def fetch_section(r: Report, out: list[str]) -> None:
+    """crew fetch's engines (issue 5): the article's 13 URLs, then 2,000 URLs vs curl."""
+    article = context_pairs(r, "crew_fetch_article")
+    many = context_pairs(r, "crew_fetch_many")
+    if not any(k.startswith(("BM_Fetch_", "BM_CurlParallel_")) for k in r.medians):
+        return
+    engines = ("serial", "thread", "process", "event-loop")
+
+    def num(x: float | None, digits: int = 1, suffix: str = "") -> str:
+        return "n/a" if x is None else f"{x:,.{digits}f}{suffix}"
+
+    if article:
+        urls, latency = int(article["urls"]), int(article["latency_ms"])
+        workers = int(article["workers"])
+        body_kib = int(article["body_bytes"]) / 1024
+        ideal_s = -(-urls // workers) * latency / 1000
+        out.append(f"### Fetch: the article's {urls} URLs × {latency} ms × {body_kib:g} KiB, "
+                   f"{workers} workers (issue 5)\n")
+        out += ["| engine | wall | ideal | wall / ideal | client CPU | connections | target |",
+                "|---|---:|---:|---:|---:|---:|---|"]
+        for engine in engines:
+            name = f"BM_Fetch_Article/engine:{engine}"
+            ns = r.time(name)
+            ratio = r.counter(name, "ideal_ratio")
+            cpu = r.counter(name, "cpu_ms")
+            ideal = urls * latency / 1000 if engine == "serial" else ideal_s
+            target = []
+            if engine != "serial":
+                target.append(f"≤ {1 + FETCH_ARTICLE_MAX_OVER_IDEAL:.2f}× ideal")
+                r.verdict(f"fetch, article: {engine} within 3 % of the {fmt_time(ideal * 1e9)} "
+                          "ideal",
+                          None if ratio is None else ratio <= 1 + FETCH_ARTICLE_MAX_OVER_IDEAL,
+                          f"{fmt_time(ns)} ({fmt_ratio(ratio, 3)})")
+            if engine in ("thread", "event-loop"):
+                target.append(f"CPU ≤ {FETCH_ARTICLE_MAX_CPU_MS:.0f} ms")
+                r.verdict(f"fetch, article: {engine} client CPU ≤ "
+                          f"{FETCH_ARTICLE_MAX_CPU_MS:.0f} ms",
+                          None if cpu is None else cpu <= FETCH_ARTICLE_MAX_CPU_MS,
+                          num(cpu, 1, " ms"))
+            out.append(f"| {engine} | {fmt_time(ns)} | {fmt_time(ideal * 1e9)} | "
+                       f"{fmt_ratio(ratio, 3)} | "
+                       f"{num(cpu, 1, ' ms')} | {num(r.counter(name, 'connections'), 0)} | "
+                       f"{'; '.join(target)} |")
+        out.append("")
+        out.append("Client CPU: user + sys of the benchmark process (all threads) plus the "
+                   "child processes reaped during the run (the process engine's workers).\n")
+
+    if many:
+        urls, latency = int(many["urls"]), int(many["latency_ms"])
+        body_kib = int(many["body_bytes"]) / 1024
+        levels = [int(c) for c in many["concurrency"].split("/")]
+        out.append(f"### Fetch: {urls:,} URLs × {latency} ms × {body_kib:g} KiB "
+                   "(issue 5)\n")
+        out += ["| concurrency | engine | wall | wall / ideal | req/s | CPU per request | "
+                "RSS growth | connections | in flight (server) | vs curl |",
+                "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for c in levels:
+            curl_name = f"BM_CurlParallel_Many/concurrency:{c}"
+            curl_ns = r.time(curl_name)
+            rows = [(e, f"BM_Fetch_Many/engine:{e}/concurrency:{c}")
+                    for e in engines[1:]] + [(f"`curl --parallel --parallel-max {c}`",
+                                              curl_name)]
+            for label, name in rows:
+                ns = r.time(name)
+                if ns is None and label == "process":
+                    continue  # the process engine runs at the lowest concurrency only
+                rss = r.counter(name, "rss_growth_mib")
+                vs_curl = "" if name == curl_name else fmt_ratio(div(curl_ns, ns))
+                out.append(
+                    f"| {c} | {label} | {fmt_time(ns)} | "
+                    f"{fmt_ratio(r.counter(name, 'ideal_ratio'), 3)} | "
+                    f"{num(r.counter(name, 'items_per_second'), 0)} | "
+                    f"{num(r.counter(name, 'cpu_per_req_us'), 1, ' µs')} | "
+                    f"{'' if name == curl_name else num(rss, 1, ' MiB')} | "
+                    f"{num(r.counter(name, 'connections'), 0)} | "
+                    f"{num(r.counter(name, 'server_peak'), 0)} | {vs_curl} |")
+            loop = f"BM_Fetch_Many/engine:event-loop/concurrency:{c}"
+            cpu = r.counter(loop, "cpu_per_req_us")
+            rss = r.counter(loop, "rss_growth_mib")
+            conns = r.counter(loop, "connections")
+            r.verdict(f"fetch, {urls:,} URLs at {c}: event-loop CPU per request ≤ "
+                      f"{FETCH_MANY_MAX_CPU_PER_REQ_US:.0f} µs",
+                      None if cpu is None else cpu <= FETCH_MANY_MAX_CPU_PER_REQ_US,
+                      num(cpu, 1, " µs"))
+            r.verdict(f"fetch, {urls:,} URLs at {c}: event-loop RSS ≤ 25 MB (growth)",
+                      None if rss is None else rss <= FETCH_MANY_MAX_RSS_MIB,
+                      num(rss, 1, " MiB"))
+            r.verdict(f"fetch, {urls:,} URLs at {c}: event-loop reuses connections (≤ {c})",
+                      None if conns is None else conns <= c, num(conns, 0))
+        top = max(levels)
+        ns = r.time(f"BM_Fetch_Many/engine:event-loop/concurrency:{top}")
+        r.verdict(f"fetch, {urls:,} URLs at {top}: event-loop ≤ "
+                  f"{FETCH_MANY_EVENT_LOOP_MAX_S:.2f} s",
+                  None if ns is None else ns <= FETCH_MANY_EVENT_LOOP_MAX_S * 1e9, fmt_time(ns))
+        out.append("")
+        out.append("Ideal = ⌈URLs / concurrency⌉ × latency. CPU per request: the client's "
+                   "(benchmark process and reaped children; curl's own for curl). RSS growth: "
+                   "the benchmark process's peak during the run minus its RSS before. "
+                   "connections: accepted by the server during the run. vs curl = curl's time / "
+                   "crew's time (> 1: crew faster).\n")
+        for c in levels:
+            peak = r.counter(f"BM_CurlParallel_Many/concurrency:{c}", "server_peak")
+            if peak is not None and peak < c:
+                out.append(f"curl ran at most {peak:.0f} transfers at once with --parallel-max {c} "
+                           "(this curl caps the option; 7.88 at 300).\n")
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
@@ -439,8 +561,9 @@ def main() -> int:
     per_item_section(r, out)
     per_task_section(r, out)
     process_pool_section(r, out)
+    fetch_section(r, out)
     if r.verdicts:
-        out += ["### Targets (issue 3 §5; ProcessPool: issue 4)\n",
+        out += ["### Targets (issue 3 §5; ProcessPool: issue 4; fetch: issue 5)\n",
                 "| target | measured | verdict |", "|---|---:|---|"]
         out += r.verdicts
     print("\n".join(out))

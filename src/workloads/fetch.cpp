@@ -811,6 +811,9 @@ FetchRun fetch_urls(std::span<const std::string> urls, FetchEngine engine, std::
                          .keep_body = options.keep_body,
                          .max_redirects = options.max_redirects});
       }
+      // Initialized here, before the pool forks its zygote, so that every worker inherits a ready
+      // libcurl (and OpenSSL) instead of paying for the set-up on its first URL.
+      ensure_curl_initialized();
       // The callers of this engine (the crew command, tests) run other threads that hold no lock
       // a worker needs; the warning would only be noise.
       ProcessPool pool({.workers = busy, .warn_if_threads_running = false});
@@ -847,12 +850,26 @@ FetchRun fetch_urls(std::span<const std::string> urls, FetchEngine engine, std::
 // --- file descriptors
 // -----------------------------------------------------------------------------
 
-FdBudget reserve_file_descriptors(std::size_t concurrency) noexcept {
+std::size_t fds_per_transfer(FetchEngine engine) noexcept {
+  switch (engine) {
+    case FetchEngine::kEventLoop:
+      return 1;
+    case FetchEngine::kProcess:
+      return 2;
+    case FetchEngine::kThread:
+    case FetchEngine::kSerial:
+      return 3;
+  }
+  return 3;
+}
+
+FdBudget reserve_file_descriptors(std::size_t concurrency, std::size_t fds_each) noexcept {
   FdBudget budget;
   budget.concurrency = concurrency;
+  fds_each = std::max<std::size_t>(fds_each, 1);
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return budget;
-  const rlim_t needed = static_cast<rlim_t>(concurrency + kFdReserve);
+  const rlim_t needed = static_cast<rlim_t>(concurrency * fds_each + kFdReserve);
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
     const rlim_t target =
         limit.rlim_max == RLIM_INFINITY ? needed : std::min<rlim_t>(needed, limit.rlim_max);
@@ -866,14 +883,16 @@ FdBudget reserve_file_descriptors(std::size_t concurrency) noexcept {
     }
   }
   if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed) {
-    const std::size_t fit =
-        limit.rlim_cur > kFdReserve + 1 ? static_cast<std::size_t>(limit.rlim_cur) - kFdReserve : 1;
+    const std::size_t fit = limit.rlim_cur > kFdReserve + fds_each
+                                ? (static_cast<std::size_t>(limit.rlim_cur) - kFdReserve) / fds_each
+                                : 1;
     budget.concurrency = fit;
     try {
       budget.warning = fmt::format(
-          "concurrency {} lowered to {}: each transfer holds a socket and the open-file limit "
-          "(ulimit -n) is {} (hard limit {}); raise the hard limit to run more at once",
-          concurrency, fit, static_cast<unsigned long long>(limit.rlim_cur),
+          "concurrency {} lowered to {}: each transfer holds {} descriptor{} and the open-file "
+          "limit (ulimit -n) is {} (hard limit {}); raise the hard limit to run more at once",
+          concurrency, fit, fds_each, fds_each == 1 ? "" : "s",
+          static_cast<unsigned long long>(limit.rlim_cur),
           limit.rlim_max == RLIM_INFINITY ? std::string("unlimited")
                                           : std::to_string(limit.rlim_max));
     } catch (...) {

@@ -165,8 +165,9 @@ struct FetchRun {
                                   std::size_t workers, const FetchOptions& options,
                                   const FetchControl& control = {});
 
-// The open-file limit, as fetching `concurrency` URLs at once needs it: each transfer holds a
-// socket, and the process has other descriptors too (kFdReserve of them are kept free).
+// The open-file limit, as fetching `concurrency` URLs at once needs it: each transfer holds
+// descriptors (fds_per_transfer), and the process has other descriptors too (kFdReserve of them
+// are kept free).
 struct FdBudget {
   std::size_t concurrency = 0;  // what may run: the request, or less when the limit is too low
   bool raised = false;          // the soft limit was raised (towards the hard limit)
@@ -174,10 +175,16 @@ struct FdBudget {
 };
 inline constexpr std::size_t kFdReserve = 64;
 
-// Raises RLIMIT_NOFILE's soft limit (never above the hard limit) when `concurrency` sockets would
-// not fit, and clamps the concurrency when even the hard limit is too low. Throws: nothing.
-// Thread safety: changes a process-wide limit; call before starting workers.
-[[nodiscard]] FdBudget reserve_file_descriptors(std::size_t concurrency) noexcept;
+// Raises RLIMIT_NOFILE's soft limit (never above the hard limit) when `concurrency` transfers of
+// `fds_each` descriptors would not fit, and clamps the concurrency when even the hard limit is too
+// low. Throws: nothing. Thread safety: changes a process-wide limit; call before starting workers.
+[[nodiscard]] FdBudget reserve_file_descriptors(std::size_t concurrency,
+                                                std::size_t fds_each = 1) noexcept;
+
+// What one transfer in flight holds in this process, per engine: event-loop 1 (its socket),
+// thread 3 (its socket and its Fetcher's wake-up socket pair), process 2 (the worker's socket and
+// pidfd; the worker holds its own), serial 3.
+[[nodiscard]] std::size_t fds_per_transfer(FetchEngine engine) noexcept;
 
 // The paths of the article's 13 URLs (python.org and docs.python.org), for local runs:
 // "/", "/3/", "/3/whatsnew/3.7.html", …, "/3/faq/index.html".
