@@ -33,6 +33,8 @@ constexpr int kMaxRetries = 10;
 constexpr std::size_t kMaxFetchWorkers = 4096;
 // How often a run that can be stopped looks at its stop token while it waits.
 constexpr std::chrono::milliseconds kStopPoll{50};
+// Transfers the event loop starts per turn (see EventLoop::start_what_may_start).
+constexpr std::size_t kStartBatch = 32;
 
 void ensure_curl_initialized() {
   static const CURLcode code = curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -344,6 +346,8 @@ class EventLoop {
       if (slot.easy == nullptr) throw std::runtime_error("libcurl could not make an easy handle");
       configure(slot.easy, options_, slot.transfer);
       curl_easy_setopt(slot.easy, CURLOPT_PRIVATE, &slot);
+      curl_easy_setopt(slot.easy, CURLOPT_CLOSESOCKETFUNCTION, &EventLoop::on_close_socket);
+      curl_easy_setopt(slot.easy, CURLOPT_CLOSESOCKETDATA, this);
       free_.push_back(&slot);
     }
     for (std::size_t i = 0; i < urls.size(); ++i) pending_.push_back(i);
@@ -379,14 +383,13 @@ class EventLoop {
       }
       for (int i = 0; i < ready; ++i) {
         const int fd = events[i].data.fd;
-        if (static_cast<std::size_t>(fd) >= watched_.size() ||
-            !watched_[static_cast<std::size_t>(fd)]) {
-          // An idle cached connection that the server closed (EPOLLHUP is reported even with no
-          // events asked): curl finds out when it next uses it; stop hearing about it meanwhile.
+        SocketState& state = socket_state(fd);
+        if (!state.watched) {
+          // An idle cached connection that the server closed: curl finds out when it next uses
+          // it; stop hearing about it meanwhile.
           epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, fd, nullptr);
-          if (static_cast<std::size_t>(fd) < in_set_.size()) {
-            in_set_[static_cast<std::size_t>(fd)] = false;
-          }
+          state.in_set = false;
+          state.events = 0;
           continue;
         }
         int flags = 0;
@@ -427,34 +430,58 @@ class EventLoop {
     bool operator>(const Retry& other) const { return due > other.due; }
   };
 
-  // A connection that goes back to curl's cache stays in the epoll set with no events asked
-  // (REMOVE), so that its next transfer costs one EPOLL_CTL_MOD instead of an ADD after a DEL:
-  // a syscall saved per request on a reused connection. `watched_` says what curl watches.
+  // What the epoll set holds, per descriptor, kept exact with curl's close-socket callback, so
+  // that a socket costs an epoll_ctl only when the events it needs change. A connection that goes
+  // back to curl's cache keeps its EPOLLIN registration (REMOVE costs nothing): an idle socket
+  // has nothing to read, and if the server closes it the stray event is dropped in run(). Per
+  // request on a reused connection that saves two of the three epoll_ctl calls.
+  struct SocketState {
+    bool in_set = false;   // registered in epoll_fd_
+    bool watched = false;  // curl asked for events on it
+    std::uint32_t events = 0;
+  };
+
+  SocketState& socket_state(curl_socket_t socket) {
+    const auto fd = static_cast<std::size_t>(socket);
+    if (fd >= sockets_.size()) sockets_.resize(fd + 1);
+    return sockets_[fd];
+  }
+
   static int on_socket(CURL*, curl_socket_t socket, int what, void* user, void*) {
     auto* self = static_cast<EventLoop*>(user);
     if (socket < 0) return 0;
-    const auto fd = static_cast<std::size_t>(socket);
-    if (fd >= self->in_set_.size()) {
-      self->in_set_.resize(fd + 1, false);
-      self->watched_.resize(fd + 1, false);
+    SocketState& state = self->socket_state(socket);
+    std::uint32_t events = 0;
+    if ((what & CURL_POLL_IN) != 0) events |= EPOLLIN;
+    if ((what & CURL_POLL_OUT) != 0) events |= EPOLLOUT;
+    state.watched = what != CURL_POLL_REMOVE;
+    if (what == CURL_POLL_REMOVE) {
+      // A writable socket would wake every wait; a readable-only one stays as it is.
+      if (!state.in_set || (state.events & EPOLLOUT) == 0) return 0;
+      events = 0;
     }
+    if (state.in_set && state.events == events) return 0;
     epoll_event event{};
     event.data.fd = socket;
-    if ((what & CURL_POLL_IN) != 0) event.events |= EPOLLIN;
-    if ((what & CURL_POLL_OUT) != 0) event.events |= EPOLLOUT;
-    self->watched_[fd] = what != CURL_POLL_REMOVE;
-    // in_set_ may be stale: curl closes sockets without a callback, and the kernel then drops
-    // them from the set (the number may since be a new socket). ENOENT / EEXIST correct it.
-    const int first = self->in_set_[fd] ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
-    if (epoll_ctl(self->epoll_fd_, first, socket, &event) != 0) {
-      if (errno == ENOENT) {
-        epoll_ctl(self->epoll_fd_, EPOLL_CTL_ADD, socket, &event);
-      } else if (errno == EEXIST) {
-        epoll_ctl(self->epoll_fd_, EPOLL_CTL_MOD, socket, &event);
-      }
+    event.events = events;
+    if (epoll_ctl(self->epoll_fd_, state.in_set ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event) !=
+        0) {
+      // Not expected (the table is exact); recover rather than lose the socket.
+      epoll_ctl(self->epoll_fd_, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event);
     }
-    self->in_set_[fd] = true;
+    state.in_set = true;
+    state.events = events;
     return 0;
+  }
+
+  // curl closes every socket it opened through this (per connection); closing drops it from the
+  // epoll set, so the table forgets it before the number can be reused.
+  static int on_close_socket(void* user, curl_socket_t socket) {
+    auto* self = static_cast<EventLoop*>(user);
+    if (socket >= 0 && static_cast<std::size_t>(socket) < self->sockets_.size()) {
+      self->sockets_[static_cast<std::size_t>(socket)] = SocketState{};
+    }
+    return close(socket);
   }
 
   static int on_timer(CURLM*, long timeout_ms, void* user) {
@@ -472,7 +499,12 @@ class EventLoop {
       retries_.pop();
       start(url);
     }
-    while (!free_.empty() && !pending_.empty()) {
+    // At most kStartBatch new transfers per turn of the loop: curl connects every transfer whose
+    // timer has expired in one call, so 500 added at once send their first request only after all
+    // 500 connections are made (tens of ms here). In batches, connecting and sending overlap:
+    // the first wave's mean time per URL fell from 155 to 110 ms at 500 × 100 ms.
+    std::size_t started = 0;
+    while (!free_.empty() && !pending_.empty() && started++ < kStartBatch) {
       const std::size_t url = pending_.front();
       pending_.pop_front();
       start(url);
@@ -505,6 +537,8 @@ class EventLoop {
   }
 
   int next_wait_ms() const {
+    // Transfers still to start in batches: look at the sockets, then come straight back.
+    if (!free_.empty() && !pending_.empty()) return 0;
     const Clock::time_point now = Clock::now();
     Clock::duration wait = Clock::duration::max();
     if (timer_due_) wait = std::max(Clock::duration::zero(), timer_deadline_ - now);
@@ -594,8 +628,7 @@ class EventLoop {
   std::priority_queue<Retry, std::vector<Retry>, std::greater<>> retries_;
   CURLM* multi_ = nullptr;
   int epoll_fd_ = -1;
-  std::vector<bool> in_set_;   // by descriptor: registered in epoll_fd_ (maybe with no events)
-  std::vector<bool> watched_;  // by descriptor: curl asked for events on it
+  std::vector<SocketState> sockets_;  // by descriptor
   bool timer_due_ = false;
   Clock::time_point timer_deadline_{};
   std::size_t done_ = 0;
