@@ -490,12 +490,15 @@ def fetch_section(r: Report, out: list[str]) -> None:
         for c in levels:
             curl_name = f"BM_CurlParallel_Many/concurrency:{c}"
             curl_ns = r.time(curl_name)
+            plain_name = f"BM_CurlMultiPlain_Many/concurrency:{c}"
             rows = [(e, f"BM_Fetch_Many/engine:{e}/concurrency:{c}")
-                    for e in engines[1:]] + [(f"`curl --parallel --parallel-max {c}`",
+                    for e in engines[1:]] + [("plain libcurl multi loop (perform + poll)",
+                                              plain_name),
+                                             (f"`curl --parallel --parallel-max {c}`",
                                               curl_name)]
             for label, name in rows:
                 ns = r.time(name)
-                if ns is None and label == "process":
+                if ns is None and (label == "process" or name == plain_name):
                     continue  # the process engine runs at the lowest concurrency only
                 rss = r.counter(name, "rss_growth_mib")
                 vs_curl = "" if name == curl_name else fmt_ratio(div(curl_ns, ns))
@@ -508,6 +511,11 @@ def fetch_section(r: Report, out: list[str]) -> None:
                     f"{num(r.counter(name, 'connections'), 0)} | "
                     f"{num(r.counter(name, 'server_peak'), 0)} | {vs_curl} |")
             loop = f"BM_Fetch_Many/engine:event-loop/concurrency:{c}"
+            loop_ns, plain_ns = r.time(loop), r.time(plain_name)
+            r.verdict(f"fetch, {urls:,} URLs at {c}: event-loop no slower than the plain libcurl "
+                      "multi loop", None if loop_ns is None or plain_ns is None
+                      else loop_ns <= plain_ns,
+                      f"{fmt_ratio(div(loop_ns, plain_ns))} of its time")
             cpu = r.counter(loop, "cpu_per_req_us")
             rss = r.counter(loop, "rss_growth_mib")
             conns = r.counter(loop, "connections")
