@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "bench_command.hpp"
 #include "demo_command.hpp"
 #include "fetch_command.hpp"
 #include "interrupt.hpp"
@@ -20,7 +21,7 @@ namespace {
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
 
-constexpr std::string_view kCommands[] = {"primes", "fetch", "demo", "serve"};
+constexpr std::string_view kCommands[] = {"primes", "fetch", "bench", "demo", "serve"};
 
 constexpr const char* kDescription =
     "crew runs many independent calls of one function on threads or worker processes (and, in\n"
@@ -38,6 +39,9 @@ constexpr const char* kFooter =
     "  crew primes --below 1e7 --json             # the same as one JSON object\n"
     "  crew fetch --local 13 --workers 4          # the article's IO job: 13 URLs, 4 threads\n"
     "  crew fetch --urls-file urls.txt --engine event-loop --workers 100\n"
+    "  crew bench cpu --plot cpu.png              # every engine x workers: speed-up, verdict\n"
+    "  crew bench io --compare-python             # the same for URLs, beside the article's "
+    "Python\n"
     "  crew serve --latency 200ms --body 50KiB    # a loopback HTTP server with latency\n"
     "\n"
     "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"
@@ -70,11 +74,13 @@ int run(int argc, char** argv) {
   CLI::App* primes = crew::cli::add_primes_command(app, primes_args);
   crew::cli::FetchArgs fetch_args;
   CLI::App* fetch = crew::cli::add_fetch_command(app, fetch_args);
+  crew::cli::BenchArgs bench_args;
+  CLI::App* bench = crew::cli::add_bench_command(app, bench_args);
   crew::cli::DemoArgs demo_args;
   CLI::App* demo = crew::cli::add_demo_command(app, demo_args);
   crew::cli::ServeArgs serve_args;
   CLI::App* serve = crew::cli::add_serve_command(app, serve_args);
-  for (CLI::App* command : {primes, fetch, demo, serve}) {
+  for (CLI::App* command : {primes, fetch, bench, demo, serve}) {
     command->set_help_flag("-h,--help", "Print this help and exit.");
     command->get_formatter()->column_width(22);
   }
@@ -86,8 +92,9 @@ int run(int argc, char** argv) {
     if (word.starts_with('-')) continue;
     if (!is_command(word)) {
       return usage_error(
-          fmt::format("unknown command \"{}\": the commands are primes, fetch, demo and serve",
-                      word),
+          fmt::format(
+              "unknown command \"{}\": the commands are primes, fetch, bench, demo and serve",
+              word),
           "crew");
     }
     break;
@@ -100,18 +107,20 @@ int run(int argc, char** argv) {
   } catch (const CLI::ParseError& error) {
     const char* help = primes->parsed() != 0  ? "crew primes"
                        : fetch->parsed() != 0 ? "crew fetch"
+                       : bench->parsed() != 0 ? "crew bench"
                        : demo->parsed() != 0  ? "crew demo"
                        : serve->parsed() != 0 ? "crew serve"
                                               : "crew";
     return usage_error(error.what(), help);
   }
-  if (primes->parsed() == 0 && fetch->parsed() == 0 && demo->parsed() == 0 &&
-      serve->parsed() == 0) {
-    return usage_error("a command is required: primes, fetch, demo or serve", "crew");
+  if (primes->parsed() == 0 && fetch->parsed() == 0 && bench->parsed() == 0 &&
+      demo->parsed() == 0 && serve->parsed() == 0) {
+    return usage_error("a command is required: primes, fetch, bench, demo or serve", "crew");
   }
 
   const char* help = primes->parsed() != 0  ? "crew primes"
                      : fetch->parsed() != 0 ? "crew fetch"
+                     : bench->parsed() != 0 ? "crew bench"
                      : serve->parsed() != 0 ? "crew serve"
                                             : "crew demo";
   try {
@@ -119,6 +128,7 @@ int run(int argc, char** argv) {
     crew::cli::InterruptWatcher interrupt;
     if (primes->parsed() != 0) return crew::cli::run_primes_command(primes_args, interrupt);
     if (fetch->parsed() != 0) return crew::cli::run_fetch_command(fetch_args, interrupt);
+    if (bench->parsed() != 0) return crew::cli::run_bench_command(bench_args, interrupt);
     if (serve->parsed() != 0) return crew::cli::run_serve_command(serve_args, interrupt);
     return crew::cli::run_demo_command(demo_args, interrupt);
   } catch (const crew::cli::UsageError& error) {

@@ -1,0 +1,143 @@
+// The *when* of crew: a sweep of engines × worker counts over one job, measured against serial in
+// the same run, and the verdict a person can act on ("IO-bound; use threads, 32 workers").
+//
+// This header holds what does not measure anything, so that it can be tested on recorded figures:
+// the worker counts to try, the statistics of repeated runs, speed-up and efficiency, the verdict
+// rules, the break-even task size, and the JSON, CSV and gnuplot renderings. `crew bench` (cli/)
+// runs the jobs and fills these types in.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace crew::sweep {
+
+// 1, 2, 4, … doubling up to max_workers, with max_workers itself last when it is not a power of
+// two (1, 2, 4, 6 for 6). Throws: std::invalid_argument naming "max_workers" when it is 0.
+[[nodiscard]] std::vector<std::size_t> worker_counts(std::size_t max_workers);
+
+// One run of one point.
+struct Sample {
+  double wall_s = 0;
+  double cpu_s = 0;                  // user + sys of every thread and process of the engine
+  std::uint64_t peak_rss_bytes = 0;  // summed over the engine's processes (host + workers)
+};
+
+// The repeats of one point, summarized: medians, and the spread of the wall time.
+struct Point {
+  std::string engine;  // "serial", "thread", "process", "event-loop"
+  std::size_t workers = 1;
+  std::vector<Sample> samples;  // in the order run
+  double wall_s = 0;            // median
+  double wall_min_s = 0;
+  double wall_max_s = 0;
+  double cpu_s = 0;                  // median
+  std::uint64_t peak_rss_bytes = 0;  // median
+  double speedup = 0;                // serial's median wall / this median wall
+  double efficiency = 0;             // speedup / workers
+};
+
+// The median of `values` (the mean of the middle two for an even count); 0 for none.
+[[nodiscard]] double median(std::vector<double> values);
+
+// Fills wall_s, wall_min_s, wall_max_s, cpu_s and peak_rss_bytes from point.samples, and speedup
+// and efficiency against `serial_wall_s` (0 when either wall is 0). Throws: std::invalid_argument
+// when point.samples is empty.
+void summarize(Point& point, double serial_wall_s);
+
+// The article's own Python on the same job in the same run (crew bench --compare-python).
+struct PythonComparison {
+  std::string what;  // "Python for loop", "ThreadPoolExecutor(2)", "multiprocessing.Pool(2)"
+  std::size_t workers = 1;
+  double wall_s = 0;
+  std::string crew_engine;  // the crew point it is compared with: same engine kind and workers
+  std::size_t crew_workers = 1;
+  double crew_wall_s = 0;
+  // How many times faster crew was: wall_s / crew_wall_s (0 when crew_wall_s is 0).
+  [[nodiscard]] double crew_speedup() const noexcept {
+    return crew_wall_s > 0 ? wall_s / crew_wall_s : 0;
+  }
+};
+
+// A whole sweep of one job on one machine.
+struct Sweep {
+  std::string job;          // "cpu", "io" or "synthetic"
+  std::string description;  // "primes below 1,000,000", "256 URLs × 20 ms × 5 KiB", …
+  std::size_t cores = 1;    // the CPUs this process may use (default_worker_count)
+  std::size_t repeat = 1;
+  Point serial;                          // engine "serial", workers 1
+  std::vector<Point> points;             // every other engine × worker count, in the order run
+  bool interrupted = false;              // Ctrl-C: the points are those finished before it
+  std::vector<PythonComparison> python;  // empty unless --compare-python
+};
+
+// CPU/wall of the serial run: above this the job is CPU-bound, below it IO-bound.
+inline constexpr double kCpuBoundThreshold = 0.5;
+// Points within this fraction of the best speed-up count as equally good; the verdict then takes
+// the cheapest of them (fewest workers, then the lighter engine: event-loop, thread, process).
+inline constexpr double kGoodEnough = 0.05;
+// Adding workers "stops paying" at w when doubling w gains less than this fraction.
+inline constexpr double kStopsPaying = 0.10;
+// A speed-up below this is no reason to leave the serial loop.
+inline constexpr double kWorthIt = 1.10;
+
+struct Verdict {
+  bool cpu_bound = true;
+  double cpu_per_wall = 0;  // of the serial run
+  // The recommendation: "serial" when no engine reaches kWorthIt.
+  std::string engine = "serial";
+  std::size_t workers = 1;
+  double speedup = 1;
+  // For the recommended engine: the smallest worker count after which doubling gains less than
+  // kStopsPaying (nullopt when every doubling measured still paid).
+  std::optional<std::size_t> stops_paying_at;
+  // The best other engine, for comparison: its best speed-up and its peak memory relative to the
+  // recommendation's (nullopt when there is none).
+  std::optional<std::string> runner_up;
+  double runner_up_speedup = 0;
+  double runner_up_memory_ratio = 0;
+  // One sentence, e.g. "IO-bound (CPU/wall 0.02). Use threads, 32 workers: 29.7× over serial;
+  // processes reach 27.1× with 3.8× the memory. Adding threads stops paying after 32."
+  std::string sentence;
+};
+
+// The verdict rules, applied to a summarized sweep. Throws: nothing but std::bad_alloc.
+[[nodiscard]] Verdict decide(const Sweep& sweep);
+
+// For the synthetic job: sweeps at several task sizes (µs of CPU per task).
+struct TaskSizeSweep {
+  double cpu_us = 0;
+  Sweep sweep;
+};
+
+// The smallest task size at which each engine beats serial (best speed-up over its worker counts
+// ≥ kWorthIt), per engine in first-seen order; nullopt for an engine that never does.
+struct BreakEven {
+  std::string engine;
+  std::optional<double> cpu_us;
+};
+[[nodiscard]] std::vector<BreakEven> break_even(const std::vector<TaskSizeSweep>& sweeps);
+
+// The sweep as one JSON document (one line): job, description, cores, repeat, interrupted, serial
+// and points (each with engine, workers, wall_s, wall_min_s, wall_max_s, cpu_s, peak_rss_bytes,
+// speedup, efficiency, samples), python (what, workers, wall_s, crew_engine, crew_workers,
+// crew_wall_s, crew_speedup) and verdict. docs/cli.md lists the fields.
+[[nodiscard]] std::string to_json(const Sweep& sweep, const Verdict& verdict);
+
+// The points as CSV with a header line:
+//   job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency
+// serial first. Fields never need quoting (engine names and numbers only).
+[[nodiscard]] std::string to_csv(const Sweep& sweep);
+
+// A gnuplot script that draws speed-up against workers, one curve per engine, the ideal line
+// (speed-up = workers, up to `cores` for a CPU-bound job), and a vertical marker at `cores`, into
+// `png_path` (pngcairo, or png where cairo is missing: the script tries both). The data come
+// inline, so the script is self-contained.
+[[nodiscard]] std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict,
+                                         std::string_view png_path);
+
+}  // namespace crew::sweep

@@ -1,0 +1,469 @@
+// The sweep's pure logic: worker counts, statistics, the verdict and its renderings.
+#include "crew/sweep.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <nlohmann/json.hpp>
+
+namespace crew::sweep {
+namespace {
+
+using Json = nlohmann::ordered_json;
+
+// The lighter engine wins a tie: an event loop costs one thread, a thread a stack, a process a
+// whole address space. Unknown engines sort last, by name.
+int engine_weight(std::string_view engine) {
+  if (engine == "event-loop") return 0;
+  if (engine == "thread") return 1;
+  if (engine == "process") return 2;
+  return 3;
+}
+
+// True when `a` is the cheaper point: fewer workers, then the lighter engine.
+bool cheaper(const Point& a, const Point& b) {
+  if (a.workers != b.workers) return a.workers < b.workers;
+  const int wa = engine_weight(a.engine);
+  const int wb = engine_weight(b.engine);
+  if (wa != wb) return wa < wb;
+  return a.engine < b.engine;
+}
+
+// The point with the highest speed-up; the cheaper one among equals. nullptr for none.
+const Point* best_point(const std::vector<const Point*>& points) {
+  const Point* best = nullptr;
+  for (const Point* p : points) {
+    if (best == nullptr || p->speedup > best->speedup ||
+        (p->speedup == best->speedup && cheaper(*p, *best))) {
+      best = p;
+    }
+  }
+  return best;
+}
+
+// The engine as a sentence names it, and as the subject of "Adding … stops paying".
+std::string engine_prose(std::string_view engine) {
+  if (engine == "thread") return "threads";
+  if (engine == "process") return "processes";
+  if (engine == "event-loop") return "the event loop";
+  if (engine == "serial") return "the serial loop";
+  return std::string(engine);
+}
+
+std::string adding_prose(std::string_view engine) {
+  if (engine == "thread") return "threads";
+  if (engine == "process") return "processes";
+  if (engine == "event-loop") return "workers to the event loop";
+  return fmt::format("{} workers", engine);
+}
+
+// Two decimals while they matter ("1.87×"), one from 10 on ("29.7×").
+std::string format_speedup(double speedup) {
+  return speedup < 9.995 ? fmt::format("{:.2f}×", speedup) : fmt::format("{:.1f}×", speedup);
+}
+
+std::string plural(std::size_t n, std::string_view one, std::string_view many) {
+  return fmt::format("{} {}", n, n == 1 ? one : many);
+}
+
+double ratio(double num, double den) { return den > 0 ? num / den : 0; }
+
+// The first w of `engine` that no larger worker count beats by kStopsPaying or more. Looking at
+// every larger count, not only the next, keeps one noisy dip (1 → 2 slower, 4 faster) from
+// calling a stop before the worker count the verdict recommends.
+std::optional<std::size_t> stops_paying_at(const std::vector<Point>& points,
+                                           std::string_view engine) {
+  std::vector<const Point*> own;
+  for (const Point& p : points) {
+    if (p.engine == engine) own.push_back(&p);
+  }
+  std::ranges::stable_sort(own, {}, &Point::workers);
+  for (std::size_t i = 0; i + 1 < own.size(); ++i) {
+    double best_after = 0;
+    for (std::size_t j = i + 1; j < own.size(); ++j) {
+      best_after = std::max(best_after, own[j]->speedup);
+    }
+    if (best_after < (1 + kStopsPaying) * own[i]->speedup) return own[i]->workers;
+  }
+  return std::nullopt;
+}
+
+Json sample_json(const Sample& s) {
+  Json j;
+  j["wall_s"] = s.wall_s;
+  j["cpu_s"] = s.cpu_s;
+  j["peak_rss_bytes"] = s.peak_rss_bytes;
+  return j;
+}
+
+Json point_json(const Point& p) {
+  Json j;
+  j["engine"] = p.engine;
+  j["workers"] = p.workers;
+  j["wall_s"] = p.wall_s;
+  j["wall_min_s"] = p.wall_min_s;
+  j["wall_max_s"] = p.wall_max_s;
+  j["cpu_s"] = p.cpu_s;
+  j["peak_rss_bytes"] = p.peak_rss_bytes;
+  j["speedup"] = p.speedup;
+  j["efficiency"] = p.efficiency;
+  j["samples"] = Json::array();
+  for (const Sample& s : p.samples) j["samples"].push_back(sample_json(s));
+  return j;
+}
+
+// A gnuplot single-quoted string takes everything literally but the quote itself, written twice.
+std::string gnuplot_single_quoted(std::string_view text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') out += '\'';
+    out += c;
+  }
+  return out + "'";
+}
+
+// A gnuplot double-quoted string reads backslash escapes; a raw line break would end the
+// command, so '\n' goes in as the escape (a line break in the text) and '\r' as a space.
+std::string gnuplot_double_quoted(std::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    if (c == '"' || c == '\\') out += '\\';
+    out += c == '\r' ? ' ' : c;
+  }
+  return out + "\"";
+}
+
+std::string one_line(std::string text) {
+  std::ranges::replace(text, '\n', ' ');
+  return text;
+}
+
+// A datablock name is an identifier: "event-loop" becomes $event_loop.
+std::string datablock_name(std::string_view engine) {
+  std::string name = "$";
+  for (char c : engine) {
+    const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    name += word ? c : '_';
+  }
+  return name;
+}
+
+std::string legend_name(std::string_view engine) {
+  if (engine == "event-loop") return "event loop";
+  return engine_prose(engine);
+}
+
+}  // namespace
+
+std::vector<std::size_t> worker_counts(std::size_t max_workers) {
+  if (max_workers == 0) throw std::invalid_argument("max_workers must be at least 1");
+  std::vector<std::size_t> counts;
+  for (std::size_t w = 1;; w *= 2) {
+    counts.push_back(w);
+    if (w > max_workers / 2) break;  // the next doubling would pass max_workers (or overflow)
+  }
+  if (counts.back() != max_workers) counts.push_back(max_workers);
+  return counts;
+}
+
+double median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  const std::size_t mid = values.size() / 2;
+  std::ranges::nth_element(values, values.begin() + static_cast<std::ptrdiff_t>(mid));
+  const double upper = values[mid];
+  if (values.size() % 2 == 1) return upper;
+  const double lower = *std::max_element(values.begin(), values.begin() + mid);
+  return lower + (upper - lower) / 2;
+}
+
+void summarize(Point& point, double serial_wall_s) {
+  if (point.samples.empty()) {
+    throw std::invalid_argument(
+        fmt::format("point.samples is empty ({} × {})", point.engine, point.workers));
+  }
+  std::vector<double> walls;
+  std::vector<double> cpus;
+  std::vector<std::uint64_t> rss;
+  for (const Sample& s : point.samples) {
+    walls.push_back(s.wall_s);
+    cpus.push_back(s.cpu_s);
+    rss.push_back(s.peak_rss_bytes);
+  }
+  const auto [min_wall, max_wall] = std::ranges::minmax(walls);
+  point.wall_min_s = min_wall;
+  point.wall_max_s = max_wall;
+  point.wall_s = median(walls);
+  point.cpu_s = median(cpus);
+  // Bytes stay integers: a double's median of two RSS figures could land on half a byte.
+  std::ranges::sort(rss);
+  const std::size_t mid = rss.size() / 2;
+  point.peak_rss_bytes =
+      rss.size() % 2 == 1 ? rss[mid] : rss[mid - 1] + (rss[mid] - rss[mid - 1]) / 2;
+  point.speedup = serial_wall_s > 0 ? ratio(serial_wall_s, point.wall_s) : 0;
+  point.efficiency = point.workers > 0 ? point.speedup / static_cast<double>(point.workers) : 0;
+}
+
+Verdict decide(const Sweep& sweep) {
+  Verdict verdict;
+  verdict.cpu_per_wall = ratio(sweep.serial.cpu_s, sweep.serial.wall_s);
+  verdict.cpu_bound = verdict.cpu_per_wall >= kCpuBoundThreshold;
+
+  std::vector<const Point*> all;
+  for (const Point& p : sweep.points) {
+    if (p.engine != "serial") all.push_back(&p);
+  }
+  const Point* best = best_point(all);
+
+  std::string sentence;
+  if (sweep.interrupted) sentence += "From the points measured before the interruption: ";
+  sentence += fmt::format("{} (CPU/wall {:.2f}). ", verdict.cpu_bound ? "CPU-bound" : "IO-bound",
+                          verdict.cpu_per_wall);
+  const int worth_it_percent = static_cast<int>(std::lround((kWorthIt - 1) * 100));
+
+  if (best == nullptr || best->speedup < kWorthIt) {
+    if (best == nullptr) {
+      sentence += "Stay serial: no engine was measured.";
+    } else {
+      sentence +=
+          fmt::format("Stay serial: no engine beats the loop by {} % (best: {}, {} with {}).",
+                      worth_it_percent, engine_prose(best->engine), format_speedup(best->speedup),
+                      plural(best->workers, "worker", "workers"));
+      // The comparison still helps a reader: what the best engine got, at what memory.
+      verdict.runner_up = best->engine;
+      verdict.runner_up_speedup = best->speedup;
+      verdict.runner_up_memory_ratio = ratio(static_cast<double>(best->peak_rss_bytes),
+                                             static_cast<double>(sweep.serial.peak_rss_bytes));
+    }
+    verdict.sentence = std::move(sentence);
+    return verdict;
+  }
+
+  // Within kGoodEnough of the best is as good as the best: then fewer workers and a lighter
+  // engine are what a person would rather run.
+  const Point* chosen = nullptr;
+  for (const Point* p : all) {
+    if (p->speedup >= (1 - kGoodEnough) * best->speedup &&
+        (chosen == nullptr || cheaper(*p, *chosen))) {
+      chosen = p;
+    }
+  }
+  verdict.engine = chosen->engine;
+  verdict.workers = chosen->workers;
+  verdict.speedup = chosen->speedup;
+  verdict.stops_paying_at = stops_paying_at(sweep.points, chosen->engine);
+
+  std::vector<const Point*> others;
+  for (const Point* p : all) {
+    if (p->engine != chosen->engine) others.push_back(p);
+  }
+  const Point* runner_up = best_point(others);
+  if (runner_up != nullptr) {
+    verdict.runner_up = runner_up->engine;
+    verdict.runner_up_speedup = runner_up->speedup;
+    verdict.runner_up_memory_ratio = ratio(static_cast<double>(runner_up->peak_rss_bytes),
+                                           static_cast<double>(chosen->peak_rss_bytes));
+  }
+
+  sentence +=
+      fmt::format("Use {}, {}: {} over serial", engine_prose(chosen->engine),
+                  plural(chosen->workers, "worker", "workers"), format_speedup(chosen->speedup));
+  // For a CPU-bound job the cores are the ceiling, so the reader needs them beside the figure.
+  if (verdict.cpu_bound) sentence += fmt::format(" ({})", plural(sweep.cores, "core", "cores"));
+  if (runner_up != nullptr) {
+    sentence += fmt::format("; {} reach{} {}", engine_prose(runner_up->engine),
+                            runner_up->engine == "event-loop" ? "es" : "",
+                            format_speedup(runner_up->speedup));
+    if (verdict.runner_up_memory_ratio > 0) {
+      sentence += fmt::format(" with {:.1f}× the memory", verdict.runner_up_memory_ratio);
+    }
+  }
+  sentence += ".";
+  if (verdict.stops_paying_at) {
+    sentence += fmt::format(" Adding {} stops paying after {}.", adding_prose(chosen->engine),
+                            *verdict.stops_paying_at);
+  } else {
+    std::size_t most = 0;
+    for (const Point* p : all) {
+      if (p->engine == chosen->engine) most = std::max(most, p->workers);
+    }
+    sentence += fmt::format(" Adding {} still paid at {}, the most measured.",
+                            adding_prose(chosen->engine), most);
+  }
+  verdict.sentence = std::move(sentence);
+  return verdict;
+}
+
+std::vector<BreakEven> break_even(const std::vector<TaskSizeSweep>& sweeps) {
+  std::vector<BreakEven> result;
+  const auto entry_for = [&result](const std::string& engine) -> BreakEven& {
+    for (BreakEven& b : result) {
+      if (b.engine == engine) return b;
+    }
+    return result.emplace_back(BreakEven{.engine = engine, .cpu_us = std::nullopt});
+  };
+  for (const TaskSizeSweep& size : sweeps) {
+    // An engine beats serial at this size when any of its worker counts does.
+    for (const Point& p : size.sweep.points) {
+      if (p.engine == "serial") continue;
+      BreakEven& entry = entry_for(p.engine);
+      if (p.speedup >= kWorthIt && (!entry.cpu_us || size.cpu_us < *entry.cpu_us)) {
+        entry.cpu_us = size.cpu_us;
+      }
+    }
+  }
+  return result;
+}
+
+std::string to_json(const Sweep& sweep, const Verdict& verdict) {
+  Json j;
+  j["job"] = sweep.job;
+  j["description"] = sweep.description;
+  j["cores"] = sweep.cores;
+  j["repeat"] = sweep.repeat;
+  j["interrupted"] = sweep.interrupted;
+  j["serial"] = point_json(sweep.serial);
+  j["points"] = Json::array();
+  for (const Point& p : sweep.points) j["points"].push_back(point_json(p));
+  j["python"] = Json::array();
+  for (const PythonComparison& py : sweep.python) {
+    Json row;
+    row["what"] = py.what;
+    row["workers"] = py.workers;
+    row["wall_s"] = py.wall_s;
+    row["crew_engine"] = py.crew_engine;
+    row["crew_workers"] = py.crew_workers;
+    row["crew_wall_s"] = py.crew_wall_s;
+    row["crew_speedup"] = py.crew_speedup();
+    j["python"].push_back(std::move(row));
+  }
+  Json v;
+  v["cpu_bound"] = verdict.cpu_bound;
+  v["cpu_per_wall"] = verdict.cpu_per_wall;
+  v["engine"] = verdict.engine;
+  v["workers"] = verdict.workers;
+  v["speedup"] = verdict.speedup;
+  v["stops_paying_at"] = verdict.stops_paying_at ? Json(*verdict.stops_paying_at) : Json(nullptr);
+  v["runner_up"] = verdict.runner_up ? Json(*verdict.runner_up) : Json(nullptr);
+  v["runner_up_speedup"] = verdict.runner_up_speedup;
+  v["runner_up_memory_ratio"] = verdict.runner_up_memory_ratio;
+  v["sentence"] = verdict.sentence;
+  j["verdict"] = std::move(v);
+  // A description typed by a user may hold bytes that are not UTF-8; replace them, do not throw.
+  return j.dump(-1, ' ', false, Json::error_handler_t::replace);
+}
+
+std::string to_csv(const Sweep& sweep) {
+  std::string out =
+      "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency\n";
+  const auto row = [&](const Point& p) {
+    out += fmt::format("{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{},{:.4f},{:.4f}\n", sweep.job,
+                       p.engine, p.workers, p.wall_s, p.wall_min_s, p.wall_max_s, p.cpu_s,
+                       p.peak_rss_bytes, p.speedup, p.efficiency);
+  };
+  row(sweep.serial);
+  for (const Point& p : sweep.points) row(p);
+  return out;
+}
+
+std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::string_view png_path) {
+  // Engines in first-seen order, each with its points by increasing workers.
+  std::vector<std::pair<std::string, std::vector<const Point*>>> curves;
+  std::size_t max_workers = 1;
+  double max_speedup = 1;
+  for (const Point& p : sweep.points) {
+    auto it = std::ranges::find(curves, p.engine, &decltype(curves)::value_type::first);
+    if (it == curves.end()) it = curves.insert(curves.end(), {p.engine, {}});
+    it->second.push_back(&p);
+    max_workers = std::max(max_workers, p.workers);
+    if (std::isfinite(p.speedup)) max_speedup = std::max(max_speedup, p.speedup);
+  }
+  const std::size_t cores = std::max<std::size_t>(sweep.cores, 1);
+
+  std::string verdict_text = verdict.engine == "serial"
+                                 ? std::string("stay serial")
+                                 : fmt::format("{}, {} ({})", legend_name(verdict.engine),
+                                               plural(verdict.workers, "worker", "workers"),
+                                               format_speedup(verdict.speedup));
+  if (sweep.interrupted) verdict_text += ", interrupted";
+
+  std::string s;
+  s += "# Written by crew bench; run with: gnuplot <this file>\n";
+  // gnuplot stops at an unknown terminal, so ask it which ones it has.
+  s += "if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {\n"
+       "  set terminal pngcairo size 900,600\n"
+       "} else {\n"
+       "  set terminal png size 900,600\n"
+       "}\n";
+  s += "set encoding utf8\n";
+  s += fmt::format("set output {}\n", gnuplot_single_quoted(png_path));
+  // Two lines: the job, then the verdict. "\n" inside a double-quoted gnuplot string is a break.
+  s += fmt::format(
+      "set title {} noenhanced\n",
+      gnuplot_double_quoted(fmt::format("crew bench {}: {}\nverdict: {}", one_line(sweep.job),
+                                        one_line(sweep.description), verdict_text)));
+  // Room above the plot for the cores label, which would otherwise sit on the legend.
+  s += "set tmargin 6\n";
+  s += "set xlabel \"workers\"\n";
+  s += "set ylabel \"speed-up over serial\"\n";
+  s += "set logscale x 2\n";
+  // Room on the right of the last point and of the cores marker, so neither sits on the border.
+  s += fmt::format("set xrange [0.8:{}]\n",
+                   static_cast<double>(std::max(max_workers, cores)) * 1.25);
+  // An IO-bound ideal runs to the largest worker count and would flatten every measured curve;
+  // the range follows what was measured and lets the ideal leave through the top.
+  const double ideal_top =
+      verdict.cpu_bound ? static_cast<double>(std::min(cores, max_workers)) : 0;
+  s += fmt::format("set yrange [0:{}]\n", std::max(max_speedup, ideal_top) * 1.3);
+  // Opaque: the ideal line starts in the top-left corner too.
+  s += "set key top left opaque box noenhanced\n";
+  s += "set grid\n";
+  s += fmt::format("set arrow from {0}, graph 0 to {0}, graph 1 nohead dt 2\n", cores);
+  s += fmt::format("set label {} at {}, graph 1 center offset 0,0.7\n",
+                   gnuplot_double_quoted(plural(cores, "core", "cores")), cores);
+
+  for (auto& [engine, points] : curves) {
+    std::ranges::stable_sort(points, {}, &Point::workers);
+    s += fmt::format("{} << EOD\n", datablock_name(engine));
+    for (const Point* p : points) s += fmt::format("{} {:.6f}\n", p->workers, p->speedup);
+    s += "EOD\n";
+  }
+  // The ideal at every measured worker count (and at the cores, where a CPU-bound one bends).
+  std::vector<std::size_t> ideal_x = {1, cores};
+  for (const Point& p : sweep.points) ideal_x.push_back(p.workers);
+  std::ranges::sort(ideal_x);
+  const auto [first, last] = std::ranges::unique(ideal_x);
+  ideal_x.erase(first, last);
+  s += "$ideal << EOD\n";
+  for (std::size_t w : ideal_x) {
+    if (w > std::max(max_workers, cores)) continue;
+    s += fmt::format("{} {}\n", w, verdict.cpu_bound ? std::min(w, cores) : w);
+  }
+  s += "EOD\n";
+
+  s += "plot ";
+  for (const auto& [engine, points] : curves) {
+    s += fmt::format("{} using 1:2 with linespoints lw 2 pt 7 title {}, \\\n     ",
+                     datablock_name(engine), gnuplot_double_quoted(legend_name(engine)));
+  }
+  s += fmt::format("$ideal using 1:2 with lines dt 3 lc rgb \"gray40\" title {}, \\\n     ",
+                   gnuplot_double_quoted(verdict.cpu_bound ? "ideal (capped at cores)" : "ideal"));
+  s += "1 with lines dt 4 lc rgb \"gray60\" title \"serial\"\n";
+  return s;
+}
+
+}  // namespace crew::sweep
