@@ -1,5 +1,5 @@
-// Demonstrates that an installed crew (ThreadPool and ProcessPool) is usable through
-// find_package(crew) alone.
+// Demonstrates that an installed crew (ThreadPool, ProcessPool, the fetch workload) is usable
+// through find_package(crew) alone.
 #include <crew/crew.hpp>
 #include <crew/version.hpp>
 
@@ -20,6 +20,12 @@ int main() {
               +[](int x) { return x + 1; }, 41)
           .get() != 42) {
     std::fprintf(stderr, "install_consumer: ProcessPool::submit returned the wrong value\n");
+    return 1;
+  }
+  // The fetch workload links libcurl through the installed package's find_dependency(CURL).
+  if (crew::workloads::check_fetch_url("http://127.0.0.1/").size() != 0 ||
+      crew::workloads::check_fetch_url("file:///etc/passwd").empty()) {
+    std::fprintf(stderr, "install_consumer: check_fetch_url judged wrongly\n");
     return 1;
   }
   std::printf("crew %s: install consumer ok\n", CREW_VERSION_STRING);
