@@ -93,15 +93,6 @@ std::string_view job_name(Job job) {
   return "?";
 }
 
-std::int64_t parse_whole(std::string_view text, std::int64_t min, std::int64_t max,
-                         std::string_view option) {
-  try {
-    return workloads::parse_count_in_range(text, min, max, option);
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(error.what());
-  }
-}
-
 // "10,100,1000" → {10, 100, 1000}: whole microseconds, 0 … 1 s each, at most 20 sizes.
 std::vector<double> parse_cpu_sizes(std::string_view text) {
   std::vector<double> sizes;
@@ -109,7 +100,7 @@ std::vector<double> parse_cpu_sizes(std::string_view text) {
   while (start <= text.size()) {
     const std::size_t comma = std::min(text.find(',', start), text.size());
     const std::string_view item = text.substr(start, comma - start);
-    sizes.push_back(static_cast<double>(parse_whole(item, 0, 1'000'000, "--cpu-us")));
+    sizes.push_back(static_cast<double>(parse_whole_option(item, 0, 1'000'000, "--cpu-us")));
     start = comma + 1;
   }
   if (sizes.size() > 20) throw UsageError("--cpu-us takes at most 20 sizes");
@@ -170,7 +161,7 @@ BenchPlan resolve(const BenchArgs& args) {
       plan.below = parse_below(args.below);
       break;
     case Job::kIo:
-      plan.urls = static_cast<std::size_t>(parse_whole(args.urls, 1, kMaxUrls, "--urls"));
+      plan.urls = static_cast<std::size_t>(parse_whole_option(args.urls, 1, kMaxUrls, "--urls"));
       try {
         plan.latency = parse_latency(args.latency);
         plan.body_bytes = parse_byte_size(args.body);
@@ -180,8 +171,9 @@ BenchPlan resolve(const BenchArgs& args) {
       break;
     case Job::kSynthetic:
       plan.cpu_us = parse_cpu_sizes(args.cpu_us);
-      plan.io_us = static_cast<double>(parse_whole(args.io_us, 0, 1'000'000, "--io-us"));
-      plan.tasks = static_cast<std::size_t>(parse_whole(args.tasks, 1, kMaxTasks, "--tasks"));
+      plan.io_us = static_cast<double>(parse_whole_option(args.io_us, 0, 1'000'000, "--io-us"));
+      plan.tasks =
+          static_cast<std::size_t>(parse_whole_option(args.tasks, 1, kMaxTasks, "--tasks"));
       if (plan.cpu_us.back() == 0 && plan.io_us == 0) {
         throw UsageError("--cpu-us and --io-us are all 0: the tasks would do nothing");
       }
@@ -193,7 +185,7 @@ BenchPlan resolve(const BenchArgs& args) {
   const std::size_t default_max = io_bound ? kIoDefaultMaxWorkers : 4 * plan.cores;
   std::size_t max_workers = default_max;
   if (!args.max_workers.empty()) {
-    max_workers = static_cast<std::size_t>(parse_whole(
+    max_workers = static_cast<std::size_t>(parse_whole_option(
         args.max_workers, 1, static_cast<std::int64_t>(ProcessPool::kMaxWorkers), "--max-workers"));
   }
   // More workers than URLs would only repeat the last point.
@@ -205,7 +197,8 @@ BenchPlan resolve(const BenchArgs& args) {
     plan.workers.push_back(plan.cores);
     std::sort(plan.workers.begin(), plan.workers.end());
   }
-  plan.repeat = static_cast<std::size_t>(parse_whole(args.repeat, 1, kMaxRepeat, "--repeat"));
+  plan.repeat =
+      static_cast<std::size_t>(parse_whole_option(args.repeat, 1, kMaxRepeat, "--repeat"));
   if (args.json && args.csv) throw UsageError("--json and --csv both print on stdout: pick one");
   plan.json = args.json;
   plan.csv = args.csv;

@@ -53,15 +53,6 @@ std::chrono::milliseconds parse_timeout(std::string_view text, std::string_view 
   return std::chrono::milliseconds(parsed.milliseconds);
 }
 
-std::int64_t parse_whole(std::string_view text, std::int64_t min, std::int64_t max,
-                         std::string_view option) {
-  try {
-    return workloads::parse_count_in_range(text, min, max, option);
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(error.what());
-  }
-}
-
 std::string trim(std::string_view text) {
   const auto first = text.find_first_not_of(" \t\r\n");
   if (first == std::string_view::npos) return {};
@@ -307,7 +298,8 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
   job.engine = parse_engine(args.engine);
   job.options.connect_timeout = parse_timeout(args.connect_timeout, "--connect-timeout");
   job.options.timeout = parse_timeout(args.timeout, "--timeout");
-  job.options.retries = static_cast<int>(parse_whole(args.retries, 0, kMaxRetries, "--retries"));
+  job.options.retries =
+      static_cast<int>(parse_whole_option(args.retries, 0, kMaxRetries, "--retries"));
 
   const std::size_t max_workers =
       job.engine == FetchEngine::kProcess ? ProcessPool::kMaxWorkers : ThreadPool::kMaxWorkers;
@@ -323,7 +315,7 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
     std::tie(job.workers, job.workers_reason) = default_fetch_workers();
   } else {
     job.workers = static_cast<std::size_t>(
-        parse_whole(args.workers, 1, static_cast<std::int64_t>(max_workers), "--workers"));
+        parse_whole_option(args.workers, 1, static_cast<std::int64_t>(max_workers), "--workers"));
     job.workers_reason = "--workers";
   }
 
@@ -333,7 +325,8 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
       throw UsageError("--local fetches the local server's URLs; give either --local or URLs");
     }
     LocalServerSpec local;
-    local.count = static_cast<std::size_t>(parse_whole(args.local, 1, kMaxLocalUrls, "--local"));
+    local.count =
+        static_cast<std::size_t>(parse_whole_option(args.local, 1, kMaxLocalUrls, "--local"));
     try {
       local.latency = parse_latency(args.latency);
       local.body_bytes = parse_byte_size(args.body);

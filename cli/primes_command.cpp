@@ -116,12 +116,8 @@ PrimesResult run_process(const PrimesJob& job, std::stop_token stop, ProgressBar
 std::size_t parse_workers(std::string_view text, Engine engine) {
   const std::size_t max =
       engine == Engine::kProcess ? ProcessPool::kMaxWorkers : ThreadPool::kMaxWorkers;
-  try {
-    return static_cast<std::size_t>(crew::workloads::parse_count_in_range(
-        text, 1, static_cast<std::int64_t>(max), "--workers"));
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(error.what());
-  }
+  return static_cast<std::size_t>(
+      parse_whole_option(text, 1, static_cast<std::int64_t>(max), "--workers"));
 }
 
 // The process engine copies every chunk's numbers into its request and every result into its
@@ -365,12 +361,17 @@ std::string describe_job(const PrimesJob& job) {
   return text;
 }
 
-std::int64_t parse_below(std::string_view text) {
+std::int64_t parse_whole_option(std::string_view text, std::int64_t min, std::int64_t max,
+                                std::string_view option) {
   try {
-    return crew::workloads::parse_count_in_range(text, 0, kMaxPrimesBelow, "--below");
+    return crew::workloads::parse_count_in_range(text, min, max, option);
   } catch (const std::invalid_argument& error) {
     throw UsageError(error.what());
   }
+}
+
+std::int64_t parse_below(std::string_view text) {
+  return parse_whole_option(text, 0, kMaxPrimesBelow, "--below");
 }
 
 CLI::App* add_primes_command(CLI::App& app, PrimesArgs& args) {

@@ -96,6 +96,11 @@ struct PrimesArgs {
   bool json = false;
 };
 
+// A whole number for option `option` in [min, max], as crew::workloads::parse_count_in_range
+// reads it (1000, 1_000, 1e3). Throws: UsageError with its message.
+[[nodiscard]] std::int64_t parse_whole_option(std::string_view text, std::int64_t min,
+                                              std::int64_t max, std::string_view option);
+
 // Parses `text` as --below does (0 … 1e10, digits or 1e7). Throws: UsageError.
 [[nodiscard]] std::int64_t parse_below(std::string_view text);
 

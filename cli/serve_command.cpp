@@ -76,12 +76,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& args) {
 
 LatencyServerOptions resolve_serve_args(const ServeArgs& args) {
   LatencyServerOptions options;
-  try {
-    options.port = static_cast<std::uint16_t>(
-        crew::workloads::parse_count_in_range(args.port, 0, 65535, "--port"));
-  } catch (const std::invalid_argument& error) {
-    throw UsageError(error.what());
-  }
+  options.port = static_cast<std::uint16_t>(parse_whole_option(args.port, 0, 65535, "--port"));
   try {
     options.latency = parse_latency(args.latency);
   } catch (const std::invalid_argument& error) {

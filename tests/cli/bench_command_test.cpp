@@ -29,16 +29,6 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
 
-std::string crew_cli() {
-  const char* path = std::getenv("CREW_CLI");
-  return path == nullptr ? std::string() : std::string(path);
-}
-
-CommandResult crew(std::vector<std::string> args, std::chrono::milliseconds timeout = 120s) {
-  args.insert(args.begin(), crew_cli());
-  return run_command(args, timeout);
-}
-
 class BenchCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -67,8 +57,8 @@ void expect_point_shape(const nlohmann::json& point, int repeat) {
 }
 
 TEST_F(BenchCommandTest, CpuJobJsonHasSerialEveryPointAndAVerdict) {
-  const CommandResult r =
-      crew({"bench", "cpu", "--below", "20000", "--max-workers", "2", "--repeat", "2", "--json"});
+  const CommandResult r = run_crew(
+      {"bench", "cpu", "--below", "20000", "--max-workers", "2", "--repeat", "2", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "cpu");
@@ -92,15 +82,15 @@ TEST_F(BenchCommandTest, CpuJobJsonHasSerialEveryPointAndAVerdict) {
 
 TEST_F(BenchCommandTest, TableEndsWithTheVerdictAndCsvHasOneRowPerPoint) {
   const CommandResult table =
-      crew({"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1"});
+      run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, StartsWith("crew bench cpu: primes below 10,000; "));
   EXPECT_THAT(table.out, HasSubstr("engine      workers       wall   spread  speed-up"));
   EXPECT_THAT(table.out, ::testing::ContainsRegex("\nserial +1 +[0-9.]+ [^ ]+ +±0.0% +1.00× "));
   EXPECT_THAT(table.out, ::testing::ContainsRegex("\nverdict: [^\n]+\n$"));
 
-  const CommandResult csv =
-      crew({"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1", "--csv"});
+  const CommandResult csv = run_crew(
+      {"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1", "--csv"});
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
   std::istringstream lines(csv.out);
   std::string line;
@@ -117,8 +107,8 @@ TEST_F(BenchCommandTest, TableEndsWithTheVerdictAndCsvHasOneRowPerPoint) {
 TEST_F(BenchCommandTest, PlotWritesAPng) {
   const std::filesystem::path png = std::filesystem::temp_directory_path() /
                                     ("crew-bench-test-" + std::to_string(::getpid()) + ".png");
-  const CommandResult r = crew({"bench", "cpu", "--below", "10000", "--max-workers", "2",
-                                "--repeat", "1", "--plot", png.string()});
+  const CommandResult r = run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "2",
+                                    "--repeat", "1", "--plot", png.string()});
   if (r.exit_code == 1 && r.err.find("needs gnuplot") != std::string::npos) {
     GTEST_SKIP() << "gnuplot is not installed";
   }
@@ -132,8 +122,8 @@ TEST_F(BenchCommandTest, PlotWritesAPng) {
 }
 
 TEST_F(BenchCommandTest, IoJobSweepsEveryEngineAgainstItsOwnServer) {
-  const CommandResult r = crew({"bench", "io", "--urls", "8", "--latency", "5ms", "--max-workers",
-                                "4", "--repeat", "1", "--json"});
+  const CommandResult r = run_crew({"bench", "io", "--urls", "8", "--latency", "5ms",
+                                    "--max-workers", "4", "--repeat", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "io");
@@ -147,8 +137,8 @@ TEST_F(BenchCommandTest, IoJobSweepsEveryEngineAgainstItsOwnServer) {
 }
 
 TEST_F(BenchCommandTest, SyntheticJobGivesABreakEvenPerEngine) {
-  const CommandResult r = crew({"bench", "synthetic", "--cpu-us", "0,300", "--tasks", "100",
-                                "--max-workers", "2", "--repeat", "1", "--json"});
+  const CommandResult r = run_crew({"bench", "synthetic", "--cpu-us", "0,300", "--tasks", "100",
+                                    "--max-workers", "2", "--repeat", "1", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "synthetic");
@@ -164,8 +154,8 @@ TEST_F(BenchCommandTest, SyntheticJobGivesABreakEvenPerEngine) {
 
 TEST_F(BenchCommandTest, ComparesWithTheArticlesPython) {
   if (std::system("python3 -c pass >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
-  const CommandResult r = crew({"bench", "cpu", "--below", "20000", "--max-workers", "2",
-                                "--repeat", "1", "--compare-python", "--json"});
+  const CommandResult r = run_crew({"bench", "cpu", "--below", "20000", "--max-workers", "2",
+                                    "--repeat", "1", "--compare-python", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   ASSERT_EQ(document["python"].size(), 3U);
@@ -218,7 +208,7 @@ TEST_F(BenchCommandTest, BadUsageExitsTwoWithOneLine) {
   for (const auto& [args, message] : cases) {
     std::vector<std::string> argv = {"bench"};
     argv.insert(argv.end(), args.begin(), args.end());
-    const CommandResult r = crew(argv, 60s);
+    const CommandResult r = run_crew(argv, 60s);
     EXPECT_EQ(r.exit_code, 2) << message << "\n" << r.err;
     EXPECT_EQ(r.out, "") << message;
     EXPECT_THAT(r.err, StartsWith("crew: error: ")) << message;

@@ -18,12 +18,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using namespace std::chrono_literals;
 
-CommandResult crew(std::vector<std::string> args) {
-  const char* cli = std::getenv("CREW_CLI");
-  args.insert(args.begin(), cli == nullptr ? "" : cli);
-  return run_command(args, 100s);
-}
-
 class DemoCommandTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -32,7 +26,7 @@ class DemoCommandTest : public ::testing::Test {
 };
 
 TEST_F(DemoCommandTest, RunsTheThreeEnginesAndChecksTheKnownAnswer) {
-  const CommandResult r = crew({"demo"});
+  const CommandResult r = run_crew({"demo"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   const std::size_t serial = r.out.find("== serial: the article's for loop ==");
   const std::size_t thread = r.out.find("== thread: ThreadPool(");
@@ -71,13 +65,13 @@ TEST_F(DemoCommandTest, RunsTheThreeEnginesAndChecksTheKnownAnswer) {
 }
 
 TEST_F(DemoCommandTest, OtherSizesNeedOnlyAgreement) {
-  const CommandResult r = crew({"demo", "--below", "12345"});
+  const CommandResult r = run_crew({"demo", "--below", "12345"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("all three engines agree: "));
 }
 
 TEST_F(DemoCommandTest, BadBelowIsAUsageError) {
-  const CommandResult r = crew({"demo", "--below", "lots"});
+  const CommandResult r = run_crew({"demo", "--below", "lots"});
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, HasSubstr("crew: error: --below"));

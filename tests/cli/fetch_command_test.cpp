@@ -23,6 +23,7 @@
 
 #include "crew/latency_server.hpp"
 #include "crew/workloads/fetch.hpp"
+#include "support/fetch_support.hpp"
 #include "support/leak_guard.hpp"
 #include "support/run_command.hpp"
 
@@ -33,29 +34,6 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
-
-std::string crew_cli() {
-  const char* path = std::getenv("CREW_CLI");
-  return path == nullptr ? std::string() : std::string(path);
-}
-
-CommandResult crew(std::vector<std::string> args, std::chrono::milliseconds timeout = 60s) {
-  args.insert(args.begin(), crew_cli());
-  return run_command(args, timeout);
-}
-
-// A loopback port where nothing listens: bound, read, closed.
-std::uint16_t closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address);
-  socklen_t size = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 class FetchCommandTest : public ::testing::Test {
  protected:
@@ -91,8 +69,8 @@ class TempFile {
 TEST_F(FetchCommandTest, EveryEngineFetchesTheArticlesUrlsFromALocalServer) {
   for (const char* engine : {"serial", "thread", "process", "event-loop"}) {
     const CommandResult r =
-        crew({"fetch", "--local", "13", "--latency", "10ms", "--body", "5KiB", "--engine", engine,
-              "--workers", engine == std::string("serial") ? "1" : "4", "--json"});
+        run_crew({"fetch", "--local", "13", "--latency", "10ms", "--body", "5KiB", "--engine",
+                  engine, "--workers", engine == std::string("serial") ? "1" : "4", "--json"});
     ASSERT_EQ(r.exit_code, 0) << engine << ": " << r.err;
     const auto document = nlohmann::json::parse(r.out);
     EXPECT_EQ(document["command"], "fetch");
@@ -131,8 +109,8 @@ TEST_F(FetchCommandTest, AFailedUrlIsAResultAndExitsOne) {
   const std::string tls = "https://127.0.0.1:" + std::to_string(server_.port()) + "/";
   for (const char* engine : {"serial", "thread", "process", "event-loop"}) {
     const CommandResult r =
-        crew({"fetch", "--engine", engine, "--json", url("/a"), url("/b?status=404"), refused,
-              url("/c?status=500"), tls, url("/d?reset=1&bytes=100000"), url("/e")});
+        run_crew({"fetch", "--engine", engine, "--json", url("/a"), url("/b?status=404"), refused,
+                  url("/c?status=500"), tls, url("/d?reset=1&bytes=100000"), url("/e")});
     EXPECT_EQ(r.exit_code, 1) << engine << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("crew fetch: 5 of 7 URLs failed")) << engine;
     const auto document = nlohmann::json::parse(r.out);
@@ -152,7 +130,7 @@ TEST_F(FetchCommandTest, AFailedUrlIsAResultAndExitsOne) {
 }
 
 TEST_F(FetchCommandTest, TheTableListsEveryUrlAndTheFailuresSay) {
-  const CommandResult r = crew({"fetch", url("/ok"), url("/missing?status=404")});
+  const CommandResult r = run_crew({"fetch", url("/ok"), url("/missing?status=404")});
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_THAT(r.out, StartsWith("status        bytes  seconds  url\n"));
   EXPECT_THAT(r.out, ::testing::ContainsRegex(
@@ -162,14 +140,14 @@ TEST_F(FetchCommandTest, TheTableListsEveryUrlAndTheFailuresSay) {
   EXPECT_THAT(r.out, HasSubstr("Wall time: "));
 
   const CommandResult failures =
-      crew({"fetch", "--failures-only", url("/ok"), url("/x?status=503")});
+      run_crew({"fetch", "--failures-only", url("/ok"), url("/x?status=503")});
   EXPECT_EQ(failures.exit_code, 1);
   EXPECT_THAT(failures.out, Not(HasSubstr("/ok\n")));
   EXPECT_THAT(failures.out, HasSubstr("error: HTTP 503"));
 }
 
 TEST_F(FetchCommandTest, RetriesTransientFailures) {
-  const CommandResult r = crew({"fetch", "--retries", "2", "--json", url("/x?status=503")});
+  const CommandResult r = run_crew({"fetch", "--retries", "2", "--json", url("/x?status=503")});
   EXPECT_EQ(r.exit_code, 1);
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["results"][0]["attempts"], 3);
@@ -178,7 +156,7 @@ TEST_F(FetchCommandTest, RetriesTransientFailures) {
 
 TEST_F(FetchCommandTest, AStalledBodyEndsAtTheTimeout) {
   const CommandResult r =
-      crew({"fetch", "--timeout", "300ms", "--json", url("/s?stall=1"), url("/ok")}, 30s);
+      run_crew({"fetch", "--timeout", "300ms", "--json", url("/s?stall=1"), url("/ok")}, 30s);
   EXPECT_EQ(r.exit_code, 1) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_THAT(document["results"][0]["error"].get<std::string>(),
@@ -189,7 +167,7 @@ TEST_F(FetchCommandTest, AStalledBodyEndsAtTheTimeout) {
 TEST_F(FetchCommandTest, ReadsAUrlsFileWithCommentsAndBlankLines) {
   const TempFile file("# the article's URLs, locally\n\n" + url("/one") + "\n  " + url("/two") +
                       "  \n# done\n");
-  const CommandResult r = crew({"fetch", "--urls-file", file.path(), "--json"});
+  const CommandResult r = run_crew({"fetch", "--urls-file", file.path(), "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   ASSERT_EQ(document["results"].size(), 2U);
@@ -223,7 +201,7 @@ TEST_F(FetchCommandTest, BadUsageExitsTwoWithOneLine) {
   for (const auto& [args, message] : cases) {
     std::vector<std::string> argv = {"fetch"};
     argv.insert(argv.end(), args.begin(), args.end());
-    const CommandResult r = crew(argv, 30s);
+    const CommandResult r = run_crew(argv, 30s);
     EXPECT_EQ(r.exit_code, 2) << message << "\n" << r.err;
     EXPECT_EQ(r.out, "") << message;
     EXPECT_THAT(r.err, StartsWith("crew: error: ")) << message;
@@ -268,7 +246,7 @@ TEST_F(FetchCommandTest, DrawsProgressOnATerminalOnly) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, ::testing::ContainsRegex("[0-9]+/8 URLs, [0-9.]+/s, ETA"));
   const CommandResult piped =
-      crew({"fetch", "--local", "8", "--latency", "200ms", "--engine", "serial"});
+      run_crew({"fetch", "--local", "8", "--latency", "200ms", "--engine", "serial"});
   EXPECT_EQ(piped.exit_code, 0);
   EXPECT_EQ(piped.err, "");
 }

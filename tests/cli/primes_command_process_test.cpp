@@ -34,16 +34,6 @@ using namespace std::chrono_literals;
 
 constexpr std::int64_t kSumBelow1e6 = 37'550'402'023;
 
-std::string crew_cli() {
-  const char* path = std::getenv("CREW_CLI");
-  return path == nullptr ? std::string() : std::string(path);
-}
-
-CommandResult crew(std::vector<std::string> args) {
-  args.insert(args.begin(), crew_cli());
-  return run_command(args, 100s);
-}
-
 class PrimesProcessEngineTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -114,7 +104,7 @@ void wait_until_workers_busy(pid_t crew_pid, std::size_t workers,
 }
 
 TEST_F(PrimesProcessEngineTest, TextShowsTheArticlesAnswerAndTheWorkersCpu) {
-  const CommandResult r = crew({"primes", "--engine", "process", "--workers", "2"});
+  const CommandResult r = run_crew({"primes", "--engine", "process", "--workers", "2"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("sum of primes below 1,000,000 = 37,550,402,023\n"));
   EXPECT_THAT(r.out, HasSubstr("answer: 37550402023\n"));
@@ -129,7 +119,7 @@ TEST_F(PrimesProcessEngineTest, TextShowsTheArticlesAnswerAndTheWorkersCpu) {
 }
 
 TEST_F(PrimesProcessEngineTest, JsonHasTheAnswerAndEveryWorker) {
-  const CommandResult r = crew({"primes", "--engine", "process", "--workers", "2", "--json"});
+  const CommandResult r = run_crew({"primes", "--engine", "process", "--workers", "2", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   const nlohmann::json doc = nlohmann::json::parse(r.out);
@@ -176,7 +166,7 @@ TEST_F(PrimesProcessEngineTest, JsonHasTheAnswerAndEveryWorker) {
 }
 
 TEST_F(PrimesProcessEngineTest, MaxTasksPerChildReplacesWorkersWithoutLosingAChunk) {
-  const CommandResult r = crew(
+  const CommandResult r = run_crew(
       {"primes", "--engine", "process", "--workers", "2", "--max-tasks-per-child", "10", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json doc = nlohmann::json::parse(r.out);
@@ -196,8 +186,8 @@ TEST_F(PrimesProcessEngineTest, MaxTasksPerChildReplacesWorkersWithoutLosingAChu
 }
 
 TEST_F(PrimesProcessEngineTest, TaskTimeoutRunsOneNumberPerChunkAndSaysSo) {
-  const CommandResult r = crew({"primes", "--below", "1e4", "--engine", "process", "--workers", "2",
-                                "--task-timeout", "1.5s", "--json"});
+  const CommandResult r = run_crew({"primes", "--below", "1e4", "--engine", "process", "--workers",
+                                    "2", "--task-timeout", "1.5s", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc.at("answer").get<std::int64_t>(), workloads::sum_primes_below(10'000));
@@ -209,8 +199,9 @@ TEST_F(PrimesProcessEngineTest, TaskTimeoutRunsOneNumberPerChunkAndSaysSo) {
 }
 
 TEST_F(PrimesProcessEngineTest, TaskTimeoutWithChunksizeIsShownInTheText) {
-  const CommandResult r = crew({"primes", "--engine", "process", "--workers", "2", "--chunksize",
-                                "1e4", "--task-timeout", "500ms", "--max-tasks-per-child", "50"});
+  const CommandResult r =
+      run_crew({"primes", "--engine", "process", "--workers", "2", "--chunksize", "1e4",
+                "--task-timeout", "500ms", "--max-tasks-per-child", "50"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("answer: 37550402023\n"));
   EXPECT_THAT(r.out, HasSubstr("chunksize: 10,000, task timeout: 500 ms, max tasks per child: 50"));

@@ -29,16 +29,6 @@ using namespace std::chrono_literals;
 constexpr std::int64_t kSumBelow1e6 = 37'550'402'023;
 constexpr std::int64_t kSumBelow1e7 = 3'203'324'994'356;
 
-std::string crew_cli() {
-  const char* path = std::getenv("CREW_CLI");
-  return path == nullptr ? std::string() : std::string(path);
-}
-
-CommandResult crew(std::vector<std::string> args) {
-  args.insert(args.begin(), crew_cli());
-  return run_command(args, 100s);
-}
-
 std::size_t count_lines(const std::string& text) {
   return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
 }
@@ -86,7 +76,7 @@ void expect_group_gone(pid_t group) {
 }
 
 TEST_F(PrimesCommandTest, SerialPrintsTheArticlesAnswer) {
-  const CommandResult r = crew({"primes", "--below", "1000000", "--engine", "serial"});
+  const CommandResult r = run_crew({"primes", "--below", "1000000", "--engine", "serial"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("answer: 37550402023\n"));
   EXPECT_THAT(r.out, HasSubstr("sum of primes below 1,000,000 = 37,550,402,023"));
@@ -110,7 +100,7 @@ TEST_F(PrimesCommandTest, ProgressBarIsDrawnOnATerminalAndErasedAtTheEnd) {
 }
 
 TEST_F(PrimesCommandTest, ThreadEngineByDefaultPrintsWorkersAndWhy) {
-  const CommandResult r = crew({"primes"});
+  const CommandResult r = run_crew({"primes"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("answer: 37550402023\n"));
   EXPECT_THAT(r.out, HasSubstr("engine: thread, workers: "));
@@ -120,7 +110,7 @@ TEST_F(PrimesCommandTest, ThreadEngineByDefaultPrintsWorkersAndWhy) {
 
 TEST_F(PrimesCommandTest, BelowAcceptsDigitsSeparatorsAndENotation) {
   for (const char* below : {"1000", "1_000", "1,000", "1e3", "1E3"}) {
-    const CommandResult r = crew({"primes", "--below", below, "--engine", "serial"});
+    const CommandResult r = run_crew({"primes", "--below", below, "--engine", "serial"});
     EXPECT_EQ(r.exit_code, 0) << below << ": " << r.err;
     EXPECT_THAT(r.out, HasSubstr("answer: 76127\n")) << below;
   }
@@ -128,14 +118,14 @@ TEST_F(PrimesCommandTest, BelowAcceptsDigitsSeparatorsAndENotation) {
 
 TEST_F(PrimesCommandTest, BelowZeroAndOneSumToZero) {
   for (const char* below : {"0", "1", "2"}) {
-    const CommandResult r = crew({"primes", "--below", below});
+    const CommandResult r = run_crew({"primes", "--below", below});
     EXPECT_EQ(r.exit_code, 0) << below << ": " << r.err;
     EXPECT_THAT(r.out, HasSubstr("answer: 0\n")) << below;
   }
 }
 
 TEST_F(PrimesCommandTest, ThreadJsonBelow1e7HasTheAnswerAndEveryTimingField) {
-  const CommandResult r = crew({"primes", "--below", "1e7", "--engine", "thread", "--json"});
+  const CommandResult r = run_crew({"primes", "--below", "1e7", "--engine", "thread", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   ASSERT_EQ(count_lines(r.out), 1u) << "one JSON object on one line: " << r.out;
@@ -164,8 +154,8 @@ TEST_F(PrimesCommandTest, ThreadJsonBelow1e7HasTheAnswerAndEveryTimingField) {
 }
 
 TEST_F(PrimesCommandTest, ExplicitWorkersAndChunksizeGiveTheSameAnswer) {
-  const CommandResult r = crew({"primes", "--below", "1e7", "--engine", "thread", "--workers", "2",
-                                "--chunksize", "1000", "--json"});
+  const CommandResult r = run_crew({"primes", "--below", "1e7", "--engine", "thread", "--workers",
+                                    "2", "--chunksize", "1000", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc.at("answer").get<std::int64_t>(), kSumBelow1e7);
@@ -175,7 +165,7 @@ TEST_F(PrimesCommandTest, ExplicitWorkersAndChunksizeGiveTheSameAnswer) {
 }
 
 TEST_F(PrimesCommandTest, SerialJsonHasNoChunksize) {
-  const CommandResult r = crew({"primes", "--engine", "serial", "--json"});
+  const CommandResult r = run_crew({"primes", "--engine", "serial", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const nlohmann::json doc = nlohmann::json::parse(r.out);
   EXPECT_EQ(doc.at("answer").get<std::int64_t>(), kSumBelow1e6);
@@ -202,7 +192,7 @@ class PrimesCommandUsageTest : public PrimesCommandTest,
 
 TEST_P(PrimesCommandUsageTest, ExitsTwoWithOneLineOnStderr) {
   const UsageCase& c = GetParam();
-  const CommandResult r = crew(c.args);
+  const CommandResult r = run_crew(c.args);
   EXPECT_EQ(r.exit_code, 2) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(count_lines(r.err), 1u) << r.err;
@@ -288,7 +278,7 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<UsageCase>& info) { return std::string(info.param.name); });
 
 TEST_F(PrimesCommandTest, HelpMentionsEveryOptionWithItsDefault) {
-  const CommandResult r = crew({"primes", "--help"});
+  const CommandResult r = run_crew({"primes", "--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "");
   EXPECT_THAT(r.out, HasSubstr("--below N"));
@@ -309,7 +299,7 @@ TEST_F(PrimesCommandTest, HelpMentionsEveryOptionWithItsDefault) {
 }
 
 TEST_F(PrimesCommandTest, TopLevelHelpTeachesTheCommands) {
-  const CommandResult r = crew({"--help"});
+  const CommandResult r = run_crew({"--help"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("primes"));
   EXPECT_THAT(r.out, HasSubstr("demo"));
@@ -318,7 +308,7 @@ TEST_F(PrimesCommandTest, TopLevelHelpTeachesTheCommands) {
 }
 
 TEST_F(PrimesCommandTest, VersionPrintsCrewAndTheVersion) {
-  const CommandResult r = crew({"--version"});
+  const CommandResult r = run_crew({"--version"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, ::testing::MatchesRegex("crew [0-9]+\\.[0-9]+\\.[0-9]+\n"));
 }

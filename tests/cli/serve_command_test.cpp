@@ -28,11 +28,6 @@ using ::testing::HasSubstr;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
 
-std::string crew_cli() {
-  const char* path = std::getenv("CREW_CLI");
-  return path == nullptr ? std::string() : std::string(path);
-}
-
 // Sends one GET over loopback and returns everything the server sent until it closed the
 // connection (the request asks it to), or "" when the connection failed.
 std::string http_get(std::uint16_t port, const std::string& target) {

@@ -265,4 +265,14 @@ std::chrono::milliseconds cpu_time(pid_t pid) {
   return std::chrono::milliseconds(per_second > 0 ? ticks * 1000 / per_second : 0);
 }
 
+std::string crew_cli() {
+  const char* path = std::getenv("CREW_CLI");
+  return path == nullptr ? std::string() : std::string(path);
+}
+
+CommandResult run_crew(std::vector<std::string> args, std::chrono::milliseconds timeout) {
+  args.insert(args.begin(), crew_cli());
+  return run_command(args, timeout);
+}
+
 }  // namespace crew::testing

@@ -81,6 +81,13 @@ class ChildProcess {
 CommandResult run_command(const std::vector<std::string>& argv,
                           std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
+// The crew binary ctest names in $CREW_CLI, or "" when it is not set.
+std::string crew_cli();
+
+// Runs `crew args…` (the binary of crew_cli()) to completion, at most `timeout`.
+CommandResult run_crew(std::vector<std::string> args,
+                       std::chrono::milliseconds timeout = std::chrono::seconds(100));
+
 // A signal set of process `pid` from /proc/<pid>/status, bit (signo - 1) for each signal: "SigBlk"
 // (blocked by its main thread), "ShdPnd" (pending for the whole process), "SigPnd" (pending for
 // its main thread). 0 when it cannot be read (the process is gone).

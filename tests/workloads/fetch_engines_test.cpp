@@ -28,6 +28,7 @@
 
 #include "crew/latency_server.hpp"
 #include "crew/workloads/fetch.hpp"
+#include "support/fetch_support.hpp"
 #include "support/leak_guard.hpp"
 
 namespace crew::workloads {
@@ -35,90 +36,13 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// --- helpers (fetch_test.cpp has the same few) ---------------------------------------------------
-
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
-bool contains(std::string_view text, std::string_view part) {
-  return text.find(part) != std::string_view::npos;
-}
-
-std::string url(std::uint16_t port, std::string_view target) {
-  return "http://127.0.0.1:" + std::to_string(port) + std::string(target);
-}
-
-std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options = {}) {
-  auto server = std::make_unique<LatencyServer>(std::move(options));
-  server->start();
-  return server;
-}
-
-// A loopback port where nothing listens: bound (so the kernel picked a free one), then closed.
-std::uint16_t closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "socket");
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof address;
-  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
-    const int error = errno;
-    ::close(fd);
-    throw std::system_error(error, std::generic_category(), "bind");
-  }
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
-
-std::string first_error(const std::vector<FetchResult>& results) {
-  const auto failed =
-      std::find_if(results.begin(), results.end(), [](const FetchResult& r) { return !r.ok(); });
-  return failed == results.end() ? std::string() : failed->url + ": " + failed->error;
-}
-
-// Requests a stop once `server` has answered at least `answered` requests and has `in_flight`
-// waiting (so the fast URLs are done and stalled ones started), plus a moment for the answered
-// results to reach the client. Records when.
-class StopWhenStalled {
- public:
-  StopWhenStalled(const LatencyServer& server, std::uint64_t answered, std::uint64_t in_flight)
-      : thread_([this, &server, answered, in_flight] {
-          const auto deadline = Clock::now() + 30s;
-          while (Clock::now() < deadline && !run_returned_) {
-            const LatencyServerStats stats = server.stats();
-            if (stats.requests - stats.in_flight >= answered && stats.in_flight >= in_flight) {
-              saw_stall_ = true;
-              break;
-            }
-            std::this_thread::sleep_for(2ms);
-          }
-          if (saw_stall_) std::this_thread::sleep_for(300ms);
-          stopped_at_ = Clock::now();
-          source_.request_stop();
-        }) {}
-
-  std::stop_token token() const { return source_.get_token(); }
-  // Waits for the stop to have been requested; then whether the stall was seen, and when.
-  // Call once the run has returned (before the stop, when the stall never came).
-  bool saw_stall() {
-    run_returned_ = true;
-    thread_.join();
-    return saw_stall_;
-  }
-  Clock::time_point stopped_at() const { return stopped_at_; }
-
- private:
-  std::stop_source source_;
-  std::atomic<bool> run_returned_{false};
-  bool saw_stall_ = false;
-  Clock::time_point stopped_at_{};
-  std::thread thread_;
-};
+using crew::testing::closed_port;
+using crew::testing::contains;
+using crew::testing::first_error;
+using crew::testing::lower;
+using crew::testing::start_server;
+using crew::testing::StopWhenStalled;
+using crew::testing::url;
 
 // --- per engine ----------------------------------------------------------------------------------
 
