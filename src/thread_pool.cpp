@@ -82,22 +82,15 @@ void ThreadPoolCore::enqueue(std::shared_ptr<Job> job, std::size_t copies) {
 
 // Spins up to kSpinBeforeSleep for work to appear, so a stream of submissions does not pay a
 // futex wake-up (10-40 us on this VM) per task. Idle cost: one such spin per idle period.
-// The spin pauses the CPU instead of yielding it: with more threads than CPUs one sched_yield can
-// hand the CPU away for a whole time slice, so 64 of them between two looks at the clock once
-// stretched a 50 us spin to tens of ms, stealing CPU from real work and making shutdown() wait
-// ~70 ms for idle workers.
+// The clock is read after every yield: with more threads than CPUs one sched_yield can hand the
+// CPU away for a whole time slice, and 64 of them between two looks at the clock once stretched
+// this 50 us spin to tens of ms, stealing CPU from real work and making shutdown() wait ~70 ms
+// for idle workers.
 void ThreadPoolCore::spin_for_work() const {
   const auto deadline = std::chrono::steady_clock::now() + kSpinBeforeSleep;
-  for (;;) {
-    for (int i = 0; i < 64; ++i) {
-      if (queued_.load(std::memory_order_relaxed) != 0) return;
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#elif defined(__aarch64__)
-      asm volatile("yield");
-#endif
-    }
-    if (std::chrono::steady_clock::now() >= deadline) return;
+  while (queued_.load(std::memory_order_relaxed) == 0 &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
   }
 }
 
