@@ -358,7 +358,8 @@ Sampler fetch_sampler(const std::vector<std::string>& urls, std::stop_token stop
     const workloads::FetchRun run =
         workloads::fetch_urls(urls, fetch_engine, workers, {}, {.stop = stop});
     const Timing timing = watch.elapsed();
-    if (run.stopped) throw Interrupted{};
+    // A stop may also show as failed transfers (cut short mid-response): it is still a stop.
+    if (run.stopped || stop.stop_requested()) throw Interrupted{};
     for (const workloads::FetchResult& result : run.results) {
       if (!result.ok()) {
         throw std::runtime_error(fmt::format("{} with {} workers: {} failed: {}", engine, workers,

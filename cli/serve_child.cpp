@@ -76,6 +76,9 @@ ServeChild::ServeChild(std::chrono::milliseconds latency, std::uint64_t body_byt
     // would have them (crew serve blocks SIGINT and SIGTERM itself, for its sigwait).
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != parent) ::_exit(1);
+    // Out of the terminal's process group: a Ctrl-C stops the command, which then stops the
+    // server, rather than the server vanishing under requests still in flight.
+    ::setpgid(0, 0);
     ::dup2(out[1], STDOUT_FILENO);
     ::dup2(err[1], STDERR_FILENO);
     sigset_t none;

@@ -13,9 +13,10 @@ namespace crew::cli {
 class ServeChild {
  public:
   // Starts /proc/self/exe serve --port 0 --latency L --body B and waits for its READY line. The
-  // child gets SIGTERM if this process dies first (PR_SET_PDEATHSIG), so no server outlives a
-  // killed crew. Throws: std::runtime_error saying why (fork failed, no READY within 10 s — with
-  // what the child wrote on stderr).
+  // child runs in a process group of its own (a terminal's Ctrl-C reaches this process, which
+  // stops the child) and gets SIGTERM if this process dies first (PR_SET_PDEATHSIG), so no server
+  // outlives a killed crew. Throws: std::runtime_error saying why (fork failed, no READY within 10
+  // s — with what the child wrote on stderr).
   ServeChild(std::chrono::milliseconds latency, std::uint64_t body_bytes);
   // SIGTERM, then reaps the child (SIGKILL after 5 s). Throws: nothing.
   ~ServeChild();

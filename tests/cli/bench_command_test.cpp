@@ -189,6 +189,25 @@ TEST_F(BenchCommandTest, CtrlCPrintsThePointsMeasuredAndExits130) {
               StartsWith("From the points measured before the interruption: "));
 }
 
+TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
+  // The whole process group gets the SIGINT, as from a terminal; the server child has a group of
+  // its own, so crew bench stops it after the interrupted run.
+  ChildProcess child({crew_cli(), "bench", "io", "--urls", "20", "--latency", "30ms",
+                      "--max-workers", "4", "--repeat", "5", "--body", "1234"},
+                     {.own_process_group = true});
+  std::this_thread::sleep_for(1500ms);
+  ASSERT_EQ(::kill(-child.pid(), SIGINT), 0);
+  const CommandResult r = child.wait(60s);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_THAT(r.err, ::testing::ContainsRegex("interrupted: [0-9]+ of [0-9]+ runs done"));
+  EXPECT_THAT(r.out, HasSubstr("verdict: From the points measured before the interruption"));
+  // "[1]234": the pattern must not match the shell that runs pgrep.
+  EXPECT_NE(std::system("pgrep -f 'crew serve --port 0 --latency 30ms --body [1]234' >/dev/null"),
+            0)
+      << "the crew serve child outlived crew bench";
+}
+
 TEST_F(BenchCommandTest, BadUsageExitsTwoWithOneLine) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"gpu"}, "the job must be cpu, io or synthetic"},
