@@ -410,6 +410,9 @@ class ProcessCore::Impl {
   // a stream of small tasks does not pay a wake-up of the worker per task.
   std::size_t capacity(const Worker& worker) const {
     if (worker.state != WorkerState::kIdle && worker.state != WorkerState::kBusy) return 0;
+    // Its stream ended (it is dying; its pidfd has not said so yet): a send would hit a closed
+    // descriptor and fail the dispatcher. Seen once under ASan when a worker segfaulted.
+    if (worker.socket < 0) return 0;
     std::size_t depth = worker.fast ? kPipelineDepth : 1;
     if (options_.max_tasks_per_child) {
       depth = std::min(depth, *options_.max_tasks_per_child -
