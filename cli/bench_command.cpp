@@ -713,7 +713,7 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& args) {
       ->add_option("--cpu-us", args.cpu_us,
                    "synthetic: µs of CPU per task, one size or several (10,100,1000).\n"
                    "Default: 10,100,1000.")
-      ->type_name("A[,B…]");
+      ->type_name("A[,B,...]");
   command->add_option("--io-us", args.io_us, "synthetic: µs of sleep per task. Default: 0.")
       ->type_name("C");
   command->add_option("--tasks", args.tasks, "synthetic: tasks per run. Default: 2000.")

@@ -32,8 +32,7 @@ constexpr const char* kDescription =
 
 constexpr const char* kFooter =
     "Examples:\n"
-    "  crew demo                                  # the article's CPU job: serial, threads, "
-    "processes\n"
+    "  crew demo                                  # the article's two jobs, serial vs pools\n"
     "  crew primes --below 1e7 --engine thread    # sum the primes below 10,000,000\n"
     "  crew primes --below 1e7 --engine process   # the same on worker processes\n"
     "  crew primes --below 1e7 --json             # the same as one JSON object\n"
