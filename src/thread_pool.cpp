@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <system_error>
 
 #include "crew/detail/thread_pool_core.hpp"
 #include "crew/detail/worker_context.hpp"
@@ -15,6 +16,14 @@ namespace {
 
 thread_local ThreadPoolCore* t_current_pool = nullptr;
 
+// The job this thread is running, innermost first (a wait runs jobs on the waiter's stack).
+struct RunFrame {
+  const Job* job;
+  std::shared_ptr<Lineage> self;  // made when the job first submits to its pool
+  RunFrame* outer;
+};
+thread_local RunFrame* t_frame = nullptr;
+
 // Marks the calling thread as a worker of `pool` for its lifetime.
 class WorkerScope {
  public:
@@ -23,6 +32,35 @@ class WorkerScope {
   WorkerScope(const WorkerScope&) = delete;
   WorkerScope& operator=(const WorkerScope&) = delete;
 };
+
+void run_job(Job& job) noexcept {
+  RunFrame frame{&job, nullptr, t_frame};
+  t_frame = &frame;
+  job.run();
+  t_frame = frame.outer;
+  if (frame.self) frame.self->running.store(false, std::memory_order_release);
+}
+
+// The lineage a job submitted from this thread to `pool` carries.
+std::shared_ptr<const Lineage> submitter_lineage(const ThreadPoolCore* pool) {
+  if (t_current_pool != pool || t_frame == nullptr) return nullptr;
+  if (!t_frame->self) {
+    std::shared_ptr<const Lineage> up = t_frame->job->parent;
+    while (up && !up->running.load(std::memory_order_acquire)) up = up->parent;
+    t_frame->self = std::make_shared<Lineage>(std::move(up));
+  }
+  return t_frame->self;
+}
+
+// True when `job` was submitted from inside the job that owns `frame`, directly or through its
+// sub-tasks.
+bool descends_from(const Job& job, const Lineage* frame) noexcept {
+  if (frame == nullptr) return false;
+  for (const Lineage* up = job.parent.get(); up != nullptr; up = up->parent.get()) {
+    if (up == frame) return true;
+  }
+  return false;
+}
 
 }  // namespace
 
@@ -40,9 +78,14 @@ void advise_huge_pages(void* data, std::size_t bytes) noexcept {
   }
 }
 
-bool help_until(ThreadPoolCore* pool, const std::function<bool()>& ready,
-                std::optional<std::chrono::steady_clock::time_point> deadline) {
-  return pool->help_until(ready, deadline);
+void help_until(ThreadPoolCore* pool, HelpWait& wait) { pool->help_until(wait); }
+
+BlockedWorker::BlockedWorker(ThreadPoolCore* pool) noexcept
+    : pool_(pool != nullptr && current_worker_pool() == pool ? pool : nullptr) {
+  if (pool_ != nullptr) pool_->begin_blocked_wait();
+}
+BlockedWorker::~BlockedWorker() {
+  if (pool_ != nullptr) pool_->end_blocked_wait();
 }
 
 ThreadPoolCore::ThreadPoolCore(std::size_t workers, LogHook on_log) : on_log_(std::move(on_log)) {
@@ -58,14 +101,21 @@ ThreadPoolCore::ThreadPoolCore(std::size_t workers, LogHook on_log) : on_log_(st
 ThreadPoolCore::~ThreadPoolCore() { join_workers(); }
 
 void ThreadPoolCore::enqueue(std::shared_ptr<Job> job, std::size_t copies) {
+  job->parent = submitter_lineage(this);
   bool wake_worker = false;
+  bool wake_spare = false;
   {
     std::lock_guard lock(mu_);
     if (closed_) throw PoolClosed("crew::ThreadPool: cannot take new work after shutdown()");
     for (std::size_t i = 1; i < copies; ++i) queue_.push_back(job);
-    queue_.push_back(std::move(job));
+    queue_.push_back(job);
     queued_.store(queue_.size(), std::memory_order_relaxed);
     wake_worker = idle_workers_ > 0;
+    wake_spare = idle_spares_ > 0 && running_spares_ < blocked_waits_;
+    // Kicked under mu_: a helper leaves blocked_helpers_ under mu_ before its wait object dies.
+    for (const BlockedHelper& helper : blocked_helpers_) {
+      if (descends_from(*job, helper.frame)) helper.wait->kick();
+    }
   }
   // A notify costs a futex syscall: skip it when no worker sleeps (they re-check the queue before
   // sleeping, under mu_).
@@ -76,8 +126,7 @@ void ThreadPoolCore::enqueue(std::shared_ptr<Job> job, std::size_t copies) {
       work_cv_.notify_all();
     }
   }
-  // A worker waiting inside help_until() may be the only one able to run this job.
-  if (helpers_waiting_.load() != 0) notify_helpers();
+  if (wake_spare) spare_cv_.notify_all();
 }
 
 // Spins up to kSpinBeforeSleep for work to appear, so a stream of submissions does not pay a
@@ -115,50 +164,99 @@ void ThreadPoolCore::worker_loop() {
       queue_.pop_front();
       queued_.store(queue_.size(), std::memory_order_relaxed);
     }
-    job->run();
+    run_job(*job);
     job.reset();  // release the job's captures before anyone is told it finished
-    if (helpers_waiting_.load() != 0) notify_helpers();
   }
 }
 
-void ThreadPoolCore::notify_helpers() {
-  // Taking mu_ orders this notify after a helper's predicate check (made under mu_), so the helper
-  // cannot miss it.
-  { std::lock_guard lock(mu_); }
-  helper_cv_.notify_all();
+// A spare runs queued jobs only while fewer spares run than workers are blocked in timed waits,
+// so the pool keeps its width; it parks otherwise, and exits once the pool stops and drains.
+void ThreadPoolCore::spare_loop() {
+  WorkerScope scope(this);
+  std::unique_lock lock(mu_);
+  for (;;) {
+    ++idle_spares_;
+    spare_cv_.wait(lock, [this] {
+      return (stopping_ && queue_.empty()) || (!queue_.empty() && running_spares_ < blocked_waits_);
+    });
+    --idle_spares_;
+    if (queue_.empty()) return;
+    std::shared_ptr<Job> job = std::move(queue_.front());
+    queue_.pop_front();
+    queued_.store(queue_.size(), std::memory_order_relaxed);
+    ++running_spares_;
+    lock.unlock();
+    run_job(*job);
+    job.reset();
+    lock.lock();
+    --running_spares_;
+  }
 }
 
-bool ThreadPoolCore::help_until(const std::function<bool()>& ready,
-                                std::optional<std::chrono::steady_clock::time_point> deadline) {
-  std::unique_lock lock(mu_);
-  helpers_waiting_.fetch_add(1);
-  bool satisfied = false;
+std::shared_ptr<Job> ThreadPoolCore::take_allowed(const Lineage* frame,
+                                                  std::span<const void* const> awaited) {
+  // Newest first: the waiter's own sub-tasks were queued last, and running them depth-first keeps
+  // the number of tasks in flight small.
+  for (auto it = queue_.end(); it != queue_.begin();) {
+    --it;
+    const Job* job = it->get();
+    bool allowed = descends_from(*job, frame);
+    for (const void* asked : awaited) allowed = allowed || asked == static_cast<const void*>(job);
+    if (!allowed) continue;
+    std::shared_ptr<Job> taken = std::move(*it);
+    queue_.erase(it);
+    queued_.store(queue_.size(), std::memory_order_relaxed);
+    return taken;
+  }
+  return nullptr;
+}
+
+void ThreadPoolCore::help_until(HelpWait& wait) {
+  RunFrame* const frame = t_frame;
   for (;;) {
-    if (ready()) {
-      satisfied = true;
-      break;
+    if (wait.ready()) return;
+    std::shared_ptr<Job> job;
+    // Only a job that submitted something can gain sub-tasks while it waits.
+    const Lineage* self = frame != nullptr ? frame->self.get() : nullptr;
+    {
+      std::lock_guard lock(mu_);
+      job = take_allowed(self, wait.awaited);
+      if (!job && self != nullptr) blocked_helpers_.push_back({self, &wait});
     }
-    if (!queue_.empty()) {
-      std::shared_ptr<Job> job = std::move(queue_.front());
-      queue_.pop_front();
-      queued_.store(queue_.size(), std::memory_order_relaxed);
-      lock.unlock();
-      job->run();
+    if (job) {
+      run_job(*job);
       job.reset();
-      lock.lock();
       continue;
     }
-    if (deadline) {
-      if (helper_cv_.wait_until(lock, *deadline) == std::cv_status::timeout) {
-        satisfied = ready();
-        break;
-      }
-    } else {
-      helper_cv_.wait(lock);
+    wait.block();
+    if (self != nullptr) {
+      std::lock_guard lock(mu_);
+      std::erase_if(blocked_helpers_, [&](const BlockedHelper& h) { return h.wait == &wait; });
     }
   }
-  helpers_waiting_.fetch_sub(1);
-  return satisfied;
+}
+
+void ThreadPoolCore::begin_blocked_wait() {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    ++blocked_waits_;
+    if (idle_spares_ > 0) {
+      wake = true;
+    } else if (spares_.size() < blocked_waits_ && spares_.size() < kMaxSpareThreads) {
+      try {
+        spares_.emplace_back([this] { spare_loop(); });
+      } catch (const std::system_error&) {
+        // No thread to spare: the timed wait still returns by its deadline.
+      }
+    }
+  }
+  if (wake) spare_cv_.notify_all();
+}
+
+void ThreadPoolCore::end_blocked_wait() noexcept {
+  std::lock_guard lock(mu_);
+  --blocked_waits_;
 }
 
 ShutdownReport ThreadPoolCore::shutdown(const ShutdownOptions& options) {
@@ -170,10 +268,9 @@ ShutdownReport ThreadPoolCore::shutdown(const ShutdownOptions& options) {
     queued_.store(queue_.size(), std::memory_order_relaxed);
   }
   ShutdownReport report;
+  // Cancelling settles each future, which wakes whoever waits on it (a helper included).
   for (auto& job : dropped) report.tasks_cancelled += job->cancel_queued();
   dropped.clear();
-  // Cancelling settles futures outside any job run: wake helpers that may wait on them.
-  notify_helpers();
   // A worker cannot join itself: shutdown(wait) from inside a task only closes the pool; the
   // destructor joins.
   if (options.wait && current_worker_pool() != this) join_workers();
@@ -195,8 +292,27 @@ void ThreadPoolCore::join_workers() {
     stopping_ = true;
   }
   work_cv_.notify_all();
+  spare_cv_.notify_all();
   for (auto& thread : threads_) {
     if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
+  }
+  // The workers have drained the queue, and a closed pool takes no new job: the spares exit. A
+  // job still running on a spare may start one more (a timed wait), hence the loop.
+  for (;;) {
+    std::vector<std::thread> spares;
+    {
+      std::lock_guard lock(mu_);
+      spares.swap(spares_);
+    }
+    if (spares.empty()) break;
+    spare_cv_.notify_all();
+    for (auto& thread : spares) {
+      if (thread.get_id() == std::this_thread::get_id()) {
+        thread.detach();  // shutdown(wait) from a task on a spare: it exits on its own
+      } else if (thread.joinable()) {
+        thread.join();
+      }
+    }
   }
 }
 

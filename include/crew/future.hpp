@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <string>
 #include <type_traits>
@@ -74,21 +75,26 @@ class StateBase {
   bool settled() const noexcept { return status_.load() >= TaskStatus::kSucceeded; }
   TaskStatus status() const noexcept { return status_.load(); }
 
-  // Blocks until settled. From a worker of the owning pool, runs queued work meanwhile.
+  // Blocks until settled. From a worker of the owning pool, runs this task (if it has not started)
+  // and the waiter's own sub-tasks meanwhile (the helping rule, worker_context.hpp).
   void wait() const { (void)wait_until_steady(std::nullopt); }
+  // A timed wait runs no task on the waiter's stack, so it returns by its deadline; a worker that
+  // blocks in one hands its place in the pool to a spare thread meanwhile.
   bool wait_until_steady(std::optional<std::chrono::steady_clock::time_point> deadline) const {
     if (settled()) return true;
-    if (pool_ != nullptr && current_worker_pool() == pool_) {
-      return help_until(
-          pool_, [this] { return settled(); }, deadline);
-    }
-    std::unique_lock lock(mu_);
     if (!deadline) {
-      cv_.wait(lock, [this] { return settled(); });
+      const void* const self[] = {job_identity_};
+      wait_helping(
+          pool_, mu_, cv_, [this] { return settled(); }, self);
       return true;
     }
+    BlockedWorker blocked(pool_);
+    std::unique_lock lock(mu_);
     return cv_.wait_until(lock, *deadline, [this] { return settled(); });
   }
+
+  // The queued job that runs this task (for the helping rule), or nullptr.
+  const void* job_identity() const noexcept { return job_identity_; }
 
   CancelResult cancel() {
     TaskStatus expected = TaskStatus::kPending;
@@ -157,6 +163,9 @@ class StateBase {
     }
   }
 
+  // Called once by the job that runs this task, before it is queued.
+  void set_job_identity(const void* job) noexcept { job_identity_ = job; }
+
   // Runner side: pending → running. False when the task was cancelled first.
   bool try_start() noexcept {
     TaskStatus expected = TaskStatus::kPending;
@@ -204,6 +213,7 @@ class StateBase {
   }
 
   ThreadPoolCore* const pool_;  // never dereferenced except by a worker of that pool
+  const void* job_identity_ = nullptr;
   std::shared_ptr<FailureLog> failures_;
   std::stop_source stop_;
   std::atomic<TaskStatus> status_{TaskStatus::kPending};
@@ -251,6 +261,17 @@ class State : public StateBase {
 
 }  // namespace detail
 
+template <class R>
+class Future;
+
+namespace detail {
+// The job behind a future, for the helping rule; nullptr for an invalid future.
+template <class R>
+const void* job_identity(const Future<R>& future) noexcept {
+  return future.state_ ? future.state_->job_identity() : nullptr;
+}
+}  // namespace detail
+
 // The result of a task submitted to a pool. Move-only. Destroying a Future never blocks and never
 // cancels its task (unlike std::async's futures).
 // Thread safety: one Future must not be used from two threads at once without synchronization;
@@ -273,8 +294,9 @@ class [[nodiscard]] Future {
   // False for a default-constructed or moved-from Future.
   bool valid() const noexcept { return state_ != nullptr; }
 
-  // The task's result. Blocks until the task settles; a worker of the same pool runs queued tasks
-  // while it waits, so a task may wait on its own sub-tasks without deadlock.
+  // The task's result. Blocks until the task settles; a worker of the same pool runs this task (if
+  // not started) and its own sub-tasks while it waits, never unrelated ones (thread_pool.hpp), so
+  // a task may wait on its sub-tasks without deadlock.
   // Throws: the task's own exception object; crew::Cancelled if it was cancelled before it ran;
   // crew::Error if get() was already called (the result is moved out once, like std::future).
   R get() {
@@ -290,7 +312,8 @@ class [[nodiscard]] Future {
     check_valid();
     state_->wait();
   }
-  // Blocks at most `timeout`. Returns done().
+  // Blocks at most `timeout` and runs no other task meanwhile, so it returns by the deadline (from
+  // a worker, a spare thread stands in while it blocks). Returns done().
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
     return wait_until(std::chrono::steady_clock::now() + timeout);
@@ -326,6 +349,9 @@ class [[nodiscard]] Future {
   }
 
  private:
+  template <class T>
+  friend const void* detail::job_identity(const Future<T>& future) noexcept;
+
   void check_valid() const {
     if (!state_) throw Error("crew::Future has no state (default-constructed or moved from)");
   }
@@ -347,17 +373,12 @@ class CompletionQueue {
     }
     cv_.notify_all();
   }
-  // Blocks until an index is ready; a worker of `pool` helps while waiting.
-  std::size_t pop(ThreadPoolCore* pool) {
-    auto has_ready = [this] {
-      std::lock_guard lock(mu_);
-      return next_ < ready_.size();
-    };
-    if (pool != nullptr && current_worker_pool() == pool) {
-      help_until(pool, has_ready);
-    }
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return next_ < ready_.size(); });
+  // Blocks until an index is ready; a worker of `pool` helps while waiting, with the tasks in
+  // `awaited` and its own sub-tasks.
+  std::size_t pop(ThreadPoolCore* pool, std::span<const void* const> awaited) {
+    wait_helping(
+        pool, mu_, cv_, [this] { return next_ < ready_.size(); }, awaited);
+    std::lock_guard lock(mu_);  // only this consumer pops: still ready
     return ready_[next_++];
   }
 
@@ -379,6 +400,7 @@ class AsCompleted {
       : futures_(&futures), queue_(std::make_shared<detail::CompletionQueue>()) {
     for (std::size_t i = 0; i < futures.size(); ++i) {
       futures[i].on_done([queue = queue_, i] { queue->push(i); });
+      jobs_.push_back(detail::job_identity(futures[i]));
     }
   }
 
@@ -406,7 +428,7 @@ class AsCompleted {
         owner_ = nullptr;
         return;
       }
-      current_ = owner_->queue_->pop(owner_->pool_hint());
+      current_ = owner_->queue_->pop(owner_->pool_hint(), owner_->jobs_);
       ++owner_->yielded_;
     }
     AsCompleted* owner_ = nullptr;
@@ -420,6 +442,7 @@ class AsCompleted {
   detail::ThreadPoolCore* pool_hint() const { return detail::current_worker_pool(); }
   std::vector<Future<R>>* futures_;
   std::shared_ptr<detail::CompletionQueue> queue_;
+  std::vector<const void*> jobs_;  // the futures' jobs, which a waiting worker may run
   std::size_t yielded_ = 0;
 };
 
@@ -440,10 +463,12 @@ std::size_t wait_any(std::vector<Future<R>>& futures) {
     if (futures[i].done()) return i;
   }
   auto queue = std::make_shared<detail::CompletionQueue>();
+  std::vector<const void*> jobs;
   for (std::size_t i = 0; i < futures.size(); ++i) {
     futures[i].on_done([queue, i] { queue->push(i); });
+    jobs.push_back(detail::job_identity(futures[i]));
   }
-  return queue->pop(detail::current_worker_pool());
+  return queue->pop(detail::current_worker_pool(), jobs);
 }
 
 // Blocks until every future has settled (none is consumed: get() still works afterwards).

@@ -51,7 +51,9 @@ class TaskJob final : public State<R>, public Job {
  public:
   TaskJob(ThreadPoolCore* pool, std::shared_ptr<FailureLog> failures, Fn fn, Args... args)
       : State<R>(pool, std::move(failures), kStoppable),
-        call_(std::in_place, std::move(fn), std::move(args)...) {}
+        call_(std::in_place, std::move(fn), std::move(args)...) {
+    this->set_job_identity(static_cast<const Job*>(this));
+  }
 
   void run() noexcept override {
     if (this->try_start()) {
@@ -198,8 +200,16 @@ class [[nodiscard]] ImapRange {
 // A fixed crew of worker threads with one FIFO queue.
 //
 // Thread safety: every method may be called from any thread, concurrently (several threads may map
-// on one pool at once). A task may itself submit to or map on its own pool and wait for the result:
-// the waiting worker runs queued work meanwhile, so this does not deadlock even with one worker.
+// on one pool at once). A task may itself submit to or map on its own pool and wait for the result,
+// at any depth and with any number of workers, one included.
+//
+// The helping rule: a worker that waits without a deadline (Future::get/wait, map, imap,
+// as_completed, wait_any) runs meanwhile only the task it waits on, if that has not started, and
+// its own descendants (tasks submitted from inside the task it is running, directly or by their
+// sub-tasks) — never an unrelated queued task, so nothing foreign runs inside a lock the waiter
+// holds (oneTBB's task isolation, on every wait). A timed wait (wait_for/wait_until) runs nothing
+// and returns by its deadline; while it blocks, a spare thread takes the worker's place.
+// Avoid: a task waiting on work that only its caller can unblock after the wait.
 class ThreadPool {
  public:
   // Starts the workers. Blocks: until the threads exist.

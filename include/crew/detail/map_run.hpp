@@ -192,12 +192,9 @@ class BulkMapJob final : public Job {
 
   // Blocks until every runner copy has run or been cancelled. A worker of `pool` takes part.
   void wait(ThreadPoolCore* pool) {
-    if (current_worker_pool() == pool) {
-      help_until(pool, [this] { return runners_left_.load() == 0; });
-      return;
-    }
-    std::unique_lock lock(done_mu_);
-    done_cv_.wait(lock, [this] { return runners_left_.load() == 0; });
+    const void* const self[] = {static_cast<const Job*>(this)};
+    wait_helping(
+        pool, done_mu_, done_cv_, [this] { return runners_left_.load() == 0; }, self);
   }
 
   // After wait(): throws the lowest failure (fail-fast) or crew::Cancelled if chunks were skipped.
@@ -427,12 +424,9 @@ class StreamRun final : public StreamSource<R, Mode>,
       completed_.erase(it);
       return true;
     };
-    if (current_worker_pool() == &core_) {
-      help_until(&core_, [&] {
-        std::lock_guard lock(mu_);
-        return ordered_ ? completed_.count(next_to_yield_) != 0 : !completed_.empty();
-      });
-    }
+    wait_helping(&core_, mu_, cv_, [this] {
+      return ordered_ ? completed_.count(next_to_yield_) != 0 : !completed_.empty();
+    });
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, take);
@@ -444,18 +438,12 @@ class StreamRun final : public StreamSource<R, Mode>,
   }
 
   void close() noexcept override {
-    std::unique_lock lock(mu_);
-    cancelled_ = true;
-    if (running_ == 0) return;
-    if (current_worker_pool() == &core_) {
-      lock.unlock();
-      help_until(&core_, [this] {
-        std::lock_guard inner(mu_);
-        return running_ == 0;
-      });
-      return;
+    {
+      std::lock_guard lock(mu_);
+      cancelled_ = true;
+      if (running_ == 0) return;
     }
-    cv_.wait(lock, [this] { return running_ == 0; });
+    wait_helping(&core_, mu_, cv_, [this] { return running_ == 0; });
   }
 
   std::size_t chunks_consumed() const noexcept override { return consumed_; }
