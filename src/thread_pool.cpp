@@ -218,38 +218,52 @@ void ThreadPoolCore::help_until(HelpWait& wait) {
     std::shared_ptr<Job> job;
     // Only a job that submitted something can gain sub-tasks while it waits.
     const Lineage* self = frame != nullptr ? frame->self.get() : nullptr;
+    bool wake_spare = false;
     {
       std::lock_guard lock(mu_);
       job = take_allowed(self, wait.awaited);
-      if (!job && self != nullptr) blocked_helpers_.push_back({self, &wait});
+      if (!job) {
+        if (self != nullptr) blocked_helpers_.push_back({self, &wait});
+        wake_spare = note_blocked_locked();
+      }
     }
     if (job) {
       run_job(*job);
       job.reset();
       continue;
     }
+    // Blocked with nothing it may run: a spare keeps the pool's width meanwhile (what it waits on
+    // runs elsewhere, and the queue may hold other callers' work).
+    if (wake_spare) spare_cv_.notify_all();
     wait.block();
-    if (self != nullptr) {
+    {
       std::lock_guard lock(mu_);
-      std::erase_if(blocked_helpers_, [&](const BlockedHelper& h) { return h.wait == &wait; });
+      --blocked_waits_;
+      if (self != nullptr) {
+        std::erase_if(blocked_helpers_, [&](const BlockedHelper& h) { return h.wait == &wait; });
+      }
     }
   }
+}
+
+bool ThreadPoolCore::note_blocked_locked() {
+  ++blocked_waits_;
+  if (idle_spares_ > 0) return true;
+  if (spares_.size() < blocked_waits_ && spares_.size() < kMaxSpareThreads) {
+    try {
+      spares_.emplace_back([this] { spare_loop(); });
+    } catch (const std::system_error&) {
+      // No thread to spare: the wait still ends when what it waits on is done.
+    }
+  }
+  return false;
 }
 
 void ThreadPoolCore::begin_blocked_wait() {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    ++blocked_waits_;
-    if (idle_spares_ > 0) {
-      wake = true;
-    } else if (spares_.size() < blocked_waits_ && spares_.size() < kMaxSpareThreads) {
-      try {
-        spares_.emplace_back([this] { spare_loop(); });
-      } catch (const std::system_error&) {
-        // No thread to spare: the timed wait still returns by its deadline.
-      }
-    }
+    wake = note_blocked_locked();
   }
   if (wake) spare_cv_.notify_all();
 }

@@ -47,8 +47,8 @@ class Job {
 class ThreadPoolCore {
  public:
   static constexpr std::chrono::microseconds kSpinBeforeSleep{50};
-  // Spare threads stand in for workers blocked in timed waits; beyond this many such waits at
-  // once, a timed wait just blocks.
+  // Spare threads stand in for workers blocked in waits; beyond this many such waits at once, a
+  // wait just blocks (it still ends: what it waits on runs elsewhere or has a deadline).
   static constexpr std::size_t kMaxSpareThreads = 256;
 
   // Starts `workers` threads. Throws: std::system_error if a thread cannot start (the threads
@@ -85,6 +85,8 @@ class ThreadPoolCore {
   void spare_loop();
   void spin_for_work() const;
   void join_workers();
+  // Under mu_: counts a blocked wait and starts a spare if none is free. True: notify spare_cv_.
+  bool note_blocked_locked();
   // Under mu_: removes and returns the newest queued job the waiter may run, or nullptr.
   std::shared_ptr<Job> take_allowed(const Lineage* frame, std::span<const void* const> awaited);
 
@@ -102,7 +104,8 @@ class ThreadPoolCore {
   std::size_t idle_workers_ = 0;  // guarded by mu_: workers asleep on work_cv_
   // Guarded by mu_: enqueue() kicks those whose frame the new job descends from.
   std::vector<BlockedHelper> blocked_helpers_;
-  // Guarded by mu_: threads in timed waits, and spare threads running a job for them. A spare
+  // Guarded by mu_: workers blocked in a wait (timed, or helping with nothing to run), and spare
+  // threads running a job for them. A spare
   // takes a job only while running_spares_ < blocked_waits_, so the pool runs `workers` jobs.
   std::size_t blocked_waits_ = 0;
   std::size_t running_spares_ = 0;
