@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <forward_list>
+#include <limits>
 #include <list>
 #include <numeric>
 #include <ranges>
@@ -129,6 +130,33 @@ TEST(MapTest, RejectsChunksizeZeroNamingIt) {
   }
   EXPECT_THROW((void)pool.imap([](int x) { return x; }, iota_vector(3), {.window = 0}),
                std::invalid_argument);
+}
+
+// Any chunk size works: one past the input, 2^61, the largest size_t (once a wrap-around in the
+// chunk count silently mapped nothing), on the bulk and both stream paths.
+TEST(MapTest, AnyChunksizeWorksOnEveryPath) {
+  ThreadPool pool({.workers = 2});
+  const auto ten = iota_vector(10);
+  std::vector<int> expected(10);
+  std::transform(ten.begin(), ten.end(), expected.begin(), [](int x) { return x + 1; });
+  const auto inc = [](int x) { return x + 1; };
+  for (std::size_t chunksize :
+       {std::size_t{11}, std::size_t{1} << 61, std::size_t{1'000'000'000'000},
+        std::numeric_limits<std::size_t>::max()}) {
+    const MapOptions options{.chunksize = chunksize};
+    EXPECT_EQ(pool.map(inc, ten, options), expected) << chunksize;
+    const std::list<int> list(ten.begin(), ten.end());
+    EXPECT_EQ(pool.map(inc, list, options), expected) << chunksize;
+    std::atomic<int> pulled{0};
+    EXPECT_EQ(pool.map(inc, CountingInput(10, pulled), options), expected) << chunksize;
+    std::vector<int> streamed;
+    for (int r : pool.imap(inc, list, options)) streamed.push_back(r);
+    EXPECT_EQ(streamed, expected) << chunksize;
+    EXPECT_EQ(pool.map_outcomes(inc, ten, options).size(), 10u) << chunksize;
+    int touched = 0;
+    pool.map([&touched](int) { ++touched; }, ten, options);  // one chunk: no race
+    EXPECT_EQ(touched, 10) << chunksize;
+  }
 }
 
 TEST(MapTest, ThrowsTheLowestPositionFailureEvenWhenALaterOneFailsFirst) {

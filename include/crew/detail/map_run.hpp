@@ -101,6 +101,16 @@ inline std::size_t validated_chunksize(const MapOptions& options) {
   return options.chunksize.value_or(0);
 }
 
+// ⌈a / b⌉ for b ≥ 1, without the wrap-around of (a + b - 1) / b when b is near SIZE_MAX (a user's
+// chunksize can be anything).
+constexpr std::size_t ceil_div(std::size_t a, std::size_t b) noexcept {
+  return a / b + (a % b != 0 ? 1 : 0);
+}
+
+// Reserve at most this many items ahead for a chunk whose final size is not known yet: a huge
+// chunksize must not turn into a huge allocation.
+inline constexpr std::size_t kMaxReserveAhead = 4096;
+
 // Auto chunk size for `size` items: ~64 chunks per worker, so uneven costs cannot idle a worker.
 inline std::size_t auto_chunksize(std::size_t size, std::size_t workers) {
   const std::size_t chunks = std::max<std::size_t>(1, workers) * kAutoChunksPerWorker;
@@ -172,7 +182,7 @@ class BulkMapJob final : public Job {
         input_(input),
         size_(size),
         chunksize_(chunksize),
-        chunk_count_((size + chunksize - 1) / chunksize),
+        chunk_count_(ceil_div(size, chunksize)),
         stop_(options.stop),
         progress_(options.on_progress, size),
         out_(out),
@@ -211,8 +221,8 @@ class BulkMapJob final : public Job {
       if (cancelled_.load(std::memory_order_relaxed) || stop_.stop_requested()) return;
       const std::size_t chunk = next_chunk_.fetch_add(1, std::memory_order_relaxed);
       if (chunk >= chunk_count_) return;
-      const std::size_t lo = chunk * chunksize_;
-      const std::size_t hi = std::min(size_, lo + chunksize_);
+      const std::size_t lo = chunk * chunksize_;  // < size_: chunk < ⌈size_ / chunksize_⌉
+      const std::size_t hi = lo + std::min(chunksize_, size_ - lo);
       if (Mode == MapMode::kFailFast && lo > failures_.lowest()) return;
       run_chunk(first, lo, hi);
       chunks_done_.fetch_add(1);
@@ -286,7 +296,7 @@ auto run_bulk(ThreadPoolCore& core, const Fn& fn, Range& input, const MapOptions
 
   const std::size_t chunksize =
       requested != 0 ? requested : auto_chunksize(size, core.worker_count());
-  const std::size_t chunks = (size + chunksize - 1) / chunksize;
+  const std::size_t chunks = ceil_div(size, chunksize);
   const bool nested = current_worker_pool() == &core;
   const std::size_t queued = std::min(core.worker_count(), chunks);
   auto job = std::make_shared<BulkMapJob<R, Mode, Fn, Range>>(fn, input, size, chunksize,
@@ -317,7 +327,7 @@ class ChunkSizer {
 
   // Number of chunks for `size` items, or 0 while the size or the chunk size is not fixed.
   std::size_t chunks_for(std::size_t size) const noexcept {
-    return size != 0 && fixed_ != 0 ? (size + fixed_ - 1) / fixed_ : 0;
+    return size != 0 && fixed_ != 0 ? ceil_div(size, fixed_) : 0;
   }
 
   std::size_t next() {
@@ -491,11 +501,13 @@ class StreamRun final : public StreamSource<R, Mode>,
       Payload payload;
       if constexpr (kForward) {
         payload = *it_;
-        const auto missing =
-            std::ranges::advance(*it_, static_cast<std::ptrdiff_t>(want), std::ranges::end(view_));
-        chunk->count = want - static_cast<std::size_t>(missing);
+        // A chunksize past PTRDIFF_MAX would turn negative: no range holds that many anyway.
+        const auto step = static_cast<std::ptrdiff_t>(
+            std::min<std::size_t>(want, std::numeric_limits<std::ptrdiff_t>::max()));
+        const auto missing = std::ranges::advance(*it_, step, std::ranges::end(view_));
+        chunk->count = static_cast<std::size_t>(step - missing);
       } else {
-        payload.reserve(want);
+        payload.reserve(std::min(want, kMaxReserveAhead));
         for (auto& it = *it_; payload.size() < want && it != std::ranges::end(view_); ++it) {
           payload.push_back(*it);
         }
