@@ -36,6 +36,7 @@
 
 #include "crew/detail/map_run.hpp"
 #include "crew/detail/process_core.hpp"
+#include "crew/detail/value_codec.hpp"
 #include "crew/errors.hpp"
 #include "crew/future.hpp"
 #include "crew/options.hpp"
@@ -80,39 +81,50 @@ F function_from_bits(std::uintptr_t bits) {
   }
 }
 
-// Encodes a failure thrown while encoding a result as a SerializationError of that task.
-inline void write_encode_failure(ByteWriter& out, std::size_t at, const char* what) {
-  out.truncate(at);
-  std::string text = "crew::ProcessPool: cannot encode a task's result: ";
-  try {
-    std::rethrow_exception(std::current_exception());
-  } catch (const std::exception& error) {
-    text += error.what();
-  } catch (...) {
-    text += what;
-  }
-  write_task_failure(out, std::make_exception_ptr(SerializationError(text)));
+// --- submit -----------------------------------------------------------------------------------
+
+inline std::string argument_name(std::size_t index) {
+  return "argument " + std::to_string(index + 1) + " of the task";
+}
+inline std::string task_result_name() { return "the result of the task"; }
+
+template <class... Args, std::size_t... I>
+std::tuple<Args...> decode_arguments(ByteReader& in, std::index_sequence<I...>) {
+  // Braced: decoded left to right.
+  return std::tuple<Args...>{decode_value<Args>(
+      in, [] { return argument_name(I); }, " in the worker")...};
 }
 
-// --- submit -----------------------------------------------------------------------------------
+template <class... Args, std::size_t... I>
+void encode_arguments(ByteWriter& out, std::index_sequence<I...>, const Args&... args) {
+  (encode_value(
+       out, args, [] { return argument_name(I); }, ""),
+   ...);
+}
 
 // Worker side of submit: decode the arguments, call, encode the result or the exception.
 template <class F, class R, class... Args>
 void task_entry(std::uintptr_t bits, ByteReader& in, ByteWriter& out) {
   const std::size_t at = out.size();
+  std::optional<std::tuple<Args...>> args;
   try {
-    std::tuple<Args...> args{decode<Args>(in)...};  // braced: decoded left to right
+    args.emplace(decode_arguments<Args...>(in, std::index_sequence_for<Args...>{}));
+  } catch (...) {
+    write_serialization_failure(out, at);
+    return;
+  }
+  try {
     F fn = function_from_bits<F>(bits);
     if constexpr (std::is_void_v<R>) {
-      std::apply(fn, std::move(args));
+      std::apply(fn, std::move(*args));
       out.put(ReplyStatus::kOk);
     } else {
-      R result = std::apply(fn, std::move(args));
+      R result = std::apply(fn, std::move(*args));
       out.put(ReplyStatus::kOk);
       try {
-        encode(out, result);
+        encode_value(out, result, task_result_name, " in the worker");
       } catch (...) {
-        write_encode_failure(out, at, "unknown error");
+        write_serialization_failure(out, at);
       }
     }
   } catch (...) {
@@ -142,10 +154,12 @@ class ProcessTask final : public State<R>, public ProcessJob {
 
   void on_reply(ByteReader& reply) noexcept override {
     this->run_and_settle([&]() -> R {
-      if (reply.get<ReplyStatus>() != ReplyStatus::kOk) {
-        std::rethrow_exception(read_task_failure(reply));
+      const auto status = reply.get<ReplyStatus>();
+      if (status == ReplyStatus::kSerializationFailed) {
+        std::rethrow_exception(read_serialization_failure(reply));
       }
-      if constexpr (!std::is_void_v<R>) return decode<R>(reply);
+      if (status != ReplyStatus::kOk) std::rethrow_exception(read_task_failure(reply));
+      if constexpr (!std::is_void_v<R>) return decode_value<R>(reply, task_result_name, "");
     });
   }
 
@@ -167,8 +181,13 @@ class ProcessTask final : public State<R>, public ProcessJob {
 
 // --- map chunks -------------------------------------------------------------------------------
 
+inline std::string worker_item_name() { return "an item of the map"; }
+inline std::string worker_result_name() { return "the result for an item of the map"; }
+
 // Worker side of a map chunk. Reply, fail-fast: status, count done, the results, and the failure
-// (type, what) when status is kFailed. Outcomes: per item a status and a value or a failure.
+// (type, what; or a message when a value could not cross) when status is not kOk. Outcomes: per
+// item a status and a value (length-prefixed unless raw, so the host can skip one it cannot
+// decode) or a failure.
 template <class F, class Item, class R, MapMode Mode, bool kUnpack>
 void chunk_entry(std::uintptr_t bits, ByteReader& in, ByteWriter& out) {
   F fn = function_from_bits<F>(bits);
@@ -180,77 +199,103 @@ void chunk_entry(std::uintptr_t bits, ByteReader& in, ByteWriter& out) {
       return fn(std::move(item));
     }
   };
+  EntryPhase phase = EntryPhase::kDecoding;
   if constexpr (Mode == MapMode::kOutcomes) {
+    const std::size_t count_at = out.size();
     out.put<std::uint64_t>(count);
     for (std::uint64_t i = 0; i < count; ++i) {
       const std::size_t at = out.size();
       try {
-        Item item = decode<Item>(in);
+        phase = EntryPhase::kDecoding;
+        Item item = decode_value<Item>(in, worker_item_name, " in the worker");
+        phase = EntryPhase::kCalling;
         if constexpr (std::is_void_v<R>) {
           call(std::move(item));
           out.put(ReplyStatus::kOk);
         } else {
           R result = call(std::move(item));
+          phase = EntryPhase::kEncoding;
           out.put(ReplyStatus::kOk);
-          try {
-            encode(out, result);
-          } catch (...) {
-            write_encode_failure(out, at, "unknown error");
+          if constexpr (kRaw<R>) {
+            out.put(result);
+          } else {
+            const std::size_t size_at = out.size();
+            out.put<std::uint64_t>(0);
+            encode_value(out, result, worker_result_name, " in the worker");
+            const std::uint64_t size = out.size() - size_at - sizeof(std::uint64_t);
+            std::memcpy(out.bytes().data() + size_at, &size, sizeof size);
           }
         }
       } catch (...) {
-        out.truncate(at);
-        write_task_failure(out, std::current_exception());
+        if (phase == EntryPhase::kCalling) {
+          out.truncate(at);
+          write_task_failure(out, std::current_exception());
+        } else {
+          write_serialization_failure(out, at);
+        }
+        if (phase == EntryPhase::kDecoding && in.remaining() == 0) {
+          // count comes from the wire: a request that ends before its items is answered once,
+          // not once per missing item (the host then fails the whole chunk).
+          const std::uint64_t written = i + 1;
+          std::memcpy(out.bytes().data() + count_at, &written, sizeof written);
+          break;
+        }
       }
     }
   } else {
     const std::size_t header = out.size();
     out.put(ReplyStatus::kOk);
     out.put<std::uint64_t>(0);
-    // Raw results go straight into a block sized for the whole chunk (trimmed to what ran).
     const std::size_t block = out.size();
-    if constexpr (kRaw<R>) (void)out.extend(count * sizeof(R));
     std::uint64_t done = 0;
     try {
       if constexpr (kRaw<Item>) {
-        // Items are read in place: one bounds check for the chunk, then plain loads.
-        if (in.remaining() < count * sizeof(Item)) {
+        // Items are read in place: one bounds check for the chunk (a division: count comes from
+        // the wire and count × size could wrap), then plain loads.
+        if (count > in.remaining() / sizeof(Item)) {
           throw SerializationError("crew: chunk shorter than its item count");
         }
+        // Raw results go straight into a block sized for the whole chunk (trimmed to what ran):
+        // count is checked against the bytes that carry the items, so this block is bounded.
+        if constexpr (kRaw<R>) (void)out.extend(count * sizeof(R));
       }
       for (; done < count; ++done) {
+        phase = EntryPhase::kDecoding;
         Item item = [&] {
           if constexpr (kRaw<Item>) {
             Item raw;
             std::memcpy(&raw, in.position() + done * sizeof(Item), sizeof(Item));
             return raw;
           } else {
-            return decode<Item>(in);
+            return decode_value<Item>(in, worker_item_name, " in the worker");
           }
         }();
+        phase = EntryPhase::kCalling;
         if constexpr (std::is_void_v<R>) {
           call(std::move(item));
-        } else if constexpr (kRaw<R>) {
+        } else if constexpr (kRaw<R> && kRaw<Item>) {
           const R result = call(std::move(item));
           std::memcpy(out.bytes().data() + block + done * sizeof(R), &result, sizeof(R));
+        } else if constexpr (kRaw<R>) {
+          out.put(call(std::move(item)));
         } else {
           R result = call(std::move(item));
-          const std::size_t at = out.size();
-          try {
-            encode(out, result);
-          } catch (...) {
-            out.truncate(at);
-            throw SerializationError("crew::ProcessPool: cannot encode a task's result");
-          }
+          phase = EntryPhase::kEncoding;
+          encode_value(out, result, worker_result_name, " in the worker");
         }
       }
     } catch (...) {
       if constexpr (kRaw<R>) out.truncate(block + done * sizeof(R));
-      const ReplyStatus failed = ReplyStatus::kFailed;
-      std::memcpy(out.bytes().data() + header, &failed, sizeof failed);
       const std::size_t before = out.size();
-      write_task_failure(out, std::current_exception());
-      // write_task_failure starts with its own status byte: drop it, the header has one.
+      ReplyStatus failed = ReplyStatus::kFailed;
+      if (phase == EntryPhase::kCalling) {
+        write_task_failure(out, std::current_exception());
+      } else {
+        failed = ReplyStatus::kSerializationFailed;
+        write_serialization_failure(out, before);
+      }
+      std::memcpy(out.bytes().data() + header, &failed, sizeof failed);
+      // The failure starts with its own status byte: drop it, the header has one.
       out.bytes().erase(before, sizeof(ReplyStatus));
     }
     std::memcpy(out.bytes().data() + header + sizeof(ReplyStatus), &done, sizeof done);
@@ -295,18 +340,42 @@ class ProcessStreamRun final
     }
 
    private:
+    std::string result_name(std::size_t i) const {
+      return "the result for item " + std::to_string(chunk_->first + i) + " of the map";
+    }
+
     void decode_reply(ByteReader& reply) {
       auto& results = chunk_->results;
       if constexpr (Mode == MapMode::kOutcomes) {
         const auto count = reply.get<std::uint64_t>();
+        // Counts from the wire are checked against what this chunk sent before anything is sized
+        // by them.
+        if (count != chunk_->count) {
+          throw SerializationError("crew: a worker replied with " + std::to_string(count) +
+                                   " outcomes for a chunk of " + std::to_string(chunk_->count) +
+                                   " items");
+        }
         results.reserve(count);
         for (std::uint64_t i = 0; i < count; ++i) {
-          if (reply.get<ReplyStatus>() == ReplyStatus::kOk) {
+          const auto status = reply.get<ReplyStatus>();
+          if (status == ReplyStatus::kOk) {
             if constexpr (std::is_void_v<R>) {
               results.push_back(Outcome<void>::success());
+            } else if constexpr (kRaw<R>) {
+              results.push_back(Outcome<R>::success(reply.get<R>()));
             } else {
-              results.push_back(Outcome<R>::success(decode<R>(reply)));
+              // Its own bytes: a value that fails to decode fails its item only.
+              const auto size = reply.get<std::uint64_t>();
+              ByteReader value(reply.take(size), size);
+              try {
+                results.push_back(Outcome<R>::success(decode_value<R>(
+                    value, [&] { return result_name(i); }, "")));
+              } catch (const SerializationError&) {
+                results.push_back(Outcome<R>::failure(std::current_exception()));
+              }
             }
+          } else if (status == ReplyStatus::kSerializationFailed) {
+            results.push_back(Outcome<R>::failure(read_serialization_failure(reply)));
           } else {
             results.push_back(Outcome<R>::failure(read_task_failure(reply)));
           }
@@ -314,6 +383,11 @@ class ProcessStreamRun final
       } else {
         const auto status = reply.get<ReplyStatus>();
         const auto done = reply.get<std::uint64_t>();
+        if (done > chunk_->count) {
+          throw SerializationError("crew: a worker replied with " + std::to_string(done) +
+                                   " results for a chunk of " + std::to_string(chunk_->count) +
+                                   " items");
+        }
         if constexpr (std::is_void_v<R>) {
           results.resize(done);
         } else {
@@ -327,10 +401,23 @@ class ProcessStreamRun final
               results[i] = value;
             }
           } else {
-            for (std::uint64_t i = 0; i < done; ++i) results.push_back(decode<R>(reply));
+            for (std::uint64_t i = 0; i < done; ++i) {
+              try {
+                results.push_back(decode_value<R>(
+                    reply, [&] { return result_name(i); }, ""));
+              } catch (const SerializationError&) {
+                // The lowest failure of this chunk: the items after it are not needed.
+                chunk_->error = std::current_exception();
+                run_->record_failure(chunk_->first + i);
+                return;
+              }
+            }
           }
         }
-        if (status != ReplyStatus::kOk) {
+        if (status == ReplyStatus::kSerializationFailed) {
+          chunk_->error = read_serialization_failure(reply);
+          run_->record_failure(chunk_->first + done);
+        } else if (status != ReplyStatus::kOk) {
           chunk_->error = read_task_failure(reply);
           run_->record_failure(chunk_->first + done);
         }
@@ -490,10 +577,18 @@ class ProcessStreamRun final
       request.put<std::uint64_t>(0);
       std::size_t count = 0;
       if constexpr (kRaw<Item>) {
-        // One block for the chunk, trimmed to the items the input had.
+        // One block for the chunk, trimmed to the items the input had. Sized by the items left
+        // when the input's size is known, and grown as items come otherwise: `want` is the
+        // caller's chunksize, which may be anything up to SIZE_MAX (want × size would wrap).
         const std::size_t block = request.size();
-        (void)request.extend(want * sizeof(Item));
+        std::size_t room =
+            total_ != 0 ? std::min(want, total_ - next_position_) : std::min<std::size_t>(want, 64);
+        (void)request.extend(room * sizeof(Item));
         for (; count < want && it != std::ranges::end(view_); ++it, ++count) {
+          if (count == room) {
+            room = count + std::max<std::size_t>(1, std::min(want - count, count));
+            request.truncate(block + room * sizeof(Item));
+          }
           const Item item = *it;
           std::memcpy(request.bytes().data() + block + count * sizeof(Item), &item, sizeof(Item));
         }
@@ -501,7 +596,9 @@ class ProcessStreamRun final
       } else {
         for (; count < want && it != std::ranges::end(view_); ++it, ++count) {
           const Item item = *it;
-          encode(request, item);
+          encode_value(
+              request, item,
+              [&] { return "item " + std::to_string(next_position_ + count) + " of the map"; }, "");
         }
       }
       const std::uint64_t count64 = count;
@@ -589,9 +686,11 @@ class ProcessPool {
 
   // Queues f(args...) for a worker process and returns its Future. f: a function or a captureless
   // lambda; args are encoded now (so they may go away after submit returns).
-  // Blocks: never. Throws: crew::PoolClosed after shutdown(); crew::BrokenPool once broken.
-  // The Future's get() throws crew::TaskFailed (the task threw), crew::WorkerCrashed,
-  // crew::TaskTimeout, crew::Cancelled or crew::BrokenPool.
+  // Blocks: never. Throws: crew::SerializationError when an argument cannot be encoded (naming
+  // it); crew::PoolClosed after shutdown(); crew::BrokenPool once broken.
+  // The Future's get() throws crew::TaskFailed (the task threw), crew::SerializationError (an
+  // argument or the result could not cross), crew::WorkerCrashed, crew::TaskTimeout,
+  // crew::Cancelled or crew::BrokenPool.
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     using Fn = std::decay_t<F>;
@@ -604,7 +703,12 @@ class ProcessPool {
     auto task = std::make_shared<detail::ProcessTask<R>>(core_->failures());
     task->entry = &detail::task_entry<Fn, R, std::decay_t<Args>...>;
     task->function = detail::function_bits(static_cast<const Fn&>(f));
-    (detail::encode(task->request, static_cast<const std::decay_t<Args>&>(args)), ...);
+    try {
+      detail::encode_arguments<std::decay_t<Args>...>(task->request,
+                                                      std::index_sequence_for<Args...>{}, args...);
+    } catch (const SerializationError& error) {
+      throw SerializationError(std::string("crew::ProcessPool::submit: ") + error.what());
+    }
     core_->enqueue(task);
     return Future<R>(std::move(task));
   }

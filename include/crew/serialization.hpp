@@ -32,8 +32,10 @@
 #include <cstdint>
 #include <cstring>
 #include <istream>
+#include <new>
 #include <ostream>
 #include <span>
+#include <stdexcept>
 #include <streambuf>
 #include <string>
 #include <string_view>
@@ -367,6 +369,12 @@ T decode(ByteReader& in) {
       archive(value);
     } catch (const cereal::Exception& error) {
       throw SerializationError(std::string("crew: cannot decode a value: ") + error.what());
+    } catch (const std::length_error& error) {
+      // A length read from the bytes beyond what a container can hold: corrupt or mismatched.
+      throw SerializationError(std::string("crew: cannot decode a value: ") + error.what());
+    } catch (const std::bad_alloc&) {
+      throw SerializationError(
+          "crew: cannot decode a value: a length in its bytes is larger than memory allows");
     }
     return value;
   }

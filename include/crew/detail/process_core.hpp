@@ -25,8 +25,9 @@ namespace crew::detail {
 // Must catch the task's exceptions itself and encode them (see write_task_failure).
 using WorkerEntry = void (*)(std::uintptr_t function, ByteReader& request, ByteWriter& reply);
 
-// First byte of every reply an entry writes.
-enum class ReplyStatus : std::uint8_t { kOk = 0, kFailed = 1 };
+// First byte of every reply an entry writes. kFailed: the task threw (type name and what()
+// follow); kSerializationFailed: a value could not cross (the message follows).
+enum class ReplyStatus : std::uint8_t { kOk = 0, kFailed = 1, kSerializationFailed = 2 };
 
 // One unit of work for the worker processes: a task, or one chunk of a map.
 // The dispatcher thread calls exactly one of on_reply / on_failure / on_skipped, once.
