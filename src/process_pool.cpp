@@ -296,6 +296,7 @@ class ProcessCore::Impl {
     bool cancelled = false;      // SIGKILLed because its job's map was stopped
     bool start_stopped = false;  // SIGTERMed at shutdown while its initializer still ran
     bool sigterm_sent = false;
+    Clock::time_point born{};    // when the host took it on
     std::string protocol_error;  // it wrote bytes that are not a frame; SIGKILLed
     std::size_t tasks = 0;
     std::size_t record = 0;  // index in stats_.workers
@@ -549,13 +550,18 @@ class ProcessCore::Impl {
     for (const auto& [id, worker] : workers_) {
       consider(worker.kill_at ? worker.kill_at : worker.deadline);
       if (drain_started_ && worker.state == WorkerState::kStarting && !worker.sigterm_sent) {
-        consider(*drain_started_ + kStartGrace);
+        consider(start_deadline(worker));
       }
     }
     if (closing_ && !closing_signalled_) consider(closing_started_ + kExitGrace);
     if (!next) return -1;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
     return static_cast<int>(std::clamp<long>(left.count(), 0, 60'000));
+  }
+
+  // During a draining shutdown; from its birth for a replacement made while draining.
+  Clock::time_point start_deadline(const Worker& worker) const {
+    return std::max(*drain_started_, worker.born) + kStartGrace;
   }
 
   // SIGTERM now, SIGKILL after `grace`: the user's code may clean up, but not for ever.
@@ -581,7 +587,7 @@ class ProcessCore::Impl {
         stop_worker(worker, options_.timeout_grace, now);
         worker.deadline.reset();
       } else if (drain_started_ && worker.state == WorkerState::kStarting &&
-                 now >= *drain_started_ + kStartGrace) {
+                 now >= start_deadline(worker)) {
         // A draining shutdown waits for queued work, which needs a started worker; an
         // initializer that never returns must not make it wait for ever.
         worker.start_stopped = true;
@@ -664,6 +670,7 @@ class ProcessCore::Impl {
     worker.id = next_worker_id_++;
     worker.pid = reply.pid;
     worker.socket = socket;
+    worker.born = Clock::now();
     try {
       set_nonblocking(socket);
       worker.pidfd = pidfd_open(reply.pid);
