@@ -671,22 +671,32 @@ class ProcessCore::Impl {
     worker.pid = reply.pid;
     worker.socket = socket;
     worker.born = Clock::now();
-    try {
-      set_nonblocking(socket);
-      worker.pidfd = pidfd_open(reply.pid);
-      const std::uint64_t tag = worker.id;
-      watch(worker.socket, tag | kSocketFlag);
-      try {
-        watch(worker.pidfd, tag | kPidfdFlag);
-      } catch (...) {
-        unwatch(worker.socket);
-        throw;
+    // Errors here are errno values, not exceptions: this is where descriptors run out, and the
+    // sanitizers' own checks of a thrown object need descriptors too.
+    const char* step = nullptr;
+    int error = 0;
+    const std::uint64_t tag = worker.id;
+    epoll_event event{.events = EPOLLIN, .data = {.u64 = tag | kSocketFlag}};
+    const int flags = ::fcntl(socket, F_GETFL);
+    if (flags < 0 || ::fcntl(socket, F_SETFL, flags | O_NONBLOCK) != 0) {
+      step = "fcntl(O_NONBLOCK)", error = errno;
+    } else if ((worker.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, reply.pid, 0))) < 0) {
+      step = "pidfd_open", error = errno;
+    } else if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, socket, &event) != 0) {
+      step = "epoll_ctl", error = errno;
+    } else {
+      event.data.u64 = tag | kPidfdFlag;
+      if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, worker.pidfd, &event) != 0) {
+        step = "epoll_ctl", error = errno;
+        unwatch(socket);
       }
-    } catch (const std::system_error& error) {
+    }
+    if (step != nullptr) {
       close_fd(worker.socket);
       close_fd(worker.pidfd);
       abandon_spawned(reply.pid);
-      set_broken("cannot take on worker " + std::to_string(reply.pid) + ": " + error.what());
+      set_broken("cannot take on worker " + std::to_string(reply.pid) + ": " + step + ": " +
+                 describe_errno(error));
       close_zygote_when_idle();
       return;
     }
