@@ -28,6 +28,7 @@
 #include <cstring>
 #include <deque>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -39,6 +40,7 @@
 #include "crew/process_pool.hpp"
 #include "crew/worker_count.hpp"
 #include "process/channel.hpp"
+#include "process/transport.hpp"
 #include "process/worker_main.hpp"
 
 namespace crew::detail {
@@ -47,18 +49,41 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // After the pool stops taking work, how long workers and the zygote get to exit on their own
-// before they are SIGKILLed.
+// before they are SIGKILLed; also the grace between SIGTERM and SIGKILL for a worker still in its
+// initializer at shutdown.
 constexpr auto kExitGrace = std::chrono::seconds(2);
+// A draining shutdown with queued work waits this long for a starting worker to finish its
+// initializer; then the worker is stopped and, if no worker can run the queued work, it fails.
+constexpr auto kStartGrace = std::chrono::seconds(5);
+// Frames taken from one worker per epoll wake-up before the others get their turn.
+constexpr std::size_t kFramesPerWakeup = 64;
 
-// A worker whose last task took less than this may hold up to kPipelineDepth requests at once.
-constexpr auto kFastTask = std::chrono::microseconds(500);
-constexpr std::size_t kPipelineDepth = 16;
+// "Too many open files (RLIMIT_NOFILE soft limit 30)": EMFILE names the limit that was hit.
+std::string describe_errno(int error) {
+  std::string text = std::strerror(error);
+  if (error == EMFILE) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      text += " (RLIMIT_NOFILE soft limit " + std::to_string(limit.rlim_cur) + ")";
+    }
+  } else if (error == ENFILE) {
+    text += " (the system-wide limit, fs.file-max)";
+  }
+  return text;
+}
+
+[[noreturn]] void throw_errno(int error, const std::string& what) {
+  throw std::system_error(error, std::generic_category(), what + ": " + describe_errno(error));
+}
 
 int pidfd_open(pid_t pid) {
   const long fd = ::syscall(SYS_pidfd_open, pid, 0);
-  if (fd < 0) throw std::system_error(errno, std::generic_category(), "crew: pidfd_open");
+  if (fd < 0) throw_errno(errno, "crew: pidfd_open");
   return static_cast<int>(fd);
 }
+
+// The big buffer goes with it: clear() would keep a 300 MB argument's capacity.
+void release_request(ProcessJob& job) noexcept { std::string().swap(job.request.bytes()); }
 
 void pidfd_kill(int pidfd, int signo) noexcept {
   if (pidfd >= 0) ::syscall(SYS_pidfd_send_signal, pidfd, signo, nullptr, 0);
@@ -119,9 +144,9 @@ class ProcessCore::Impl {
     start_zygote();
     try {
       epoll_ = ::epoll_create1(EPOLL_CLOEXEC);
-      if (epoll_ < 0) throw std::system_error(errno, std::generic_category(), "crew: epoll");
+      if (epoll_ < 0) throw_errno(errno, "crew: epoll_create1");
       wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-      if (wake_ < 0) throw std::system_error(errno, std::generic_category(), "crew: eventfd");
+      if (wake_ < 0) throw_errno(errno, "crew: eventfd");
       watch(wake_, kWakeTag);
       watch(zygote_socket_, kZygoteSocketTag);
       watch(zygote_pidfd_, kZygotePidfdTag);
@@ -248,27 +273,37 @@ class ProcessCore::Impl {
 
  private:
   enum class StopMode { kNone, kDrain, kTerminate };
-  enum class WorkerState { kStarting, kIdle, kBusy, kRetiring, kClosing };
+  // kStopping: being killed (its map was stopped, it timed out, or it broke the protocol). It takes
+  // no work; a reply that raced the signal is still delivered; its pidfd ends it.
+  enum class WorkerState { kStarting, kIdle, kBusy, kRetiring, kClosing, kStopping };
 
   struct Worker {
+    std::uint32_t id = 0;  // its key in workers_ and its epoll tag; never reused, unlike a pid
     pid_t pid = 0;
     int socket = -1;
     int pidfd = -1;
     WorkerState state = WorkerState::kStarting;
-    // Sent, not yet replied to, in the order sent (kBusy while not empty). The worker runs them in
-    // that order, so the front one is the one running and the others have not started.
+    // Sent, not yet replied to (kBusy while not empty). At most one: a request sent behind a
+    // running task cannot be taken back, and would wait behind it while another worker idles.
     std::deque<std::shared_ptr<ProcessJob>> jobs;
+    FrameReader in;
+    FrameWriter out;
+    bool write_armed = false;                   // EPOLLOUT is in its socket's epoll interest
     std::size_t sent = 0;                       // requests sent over its life
-    bool fast = false;                          // its last task took under kFastTask
     std::optional<Clock::time_point> deadline;  // of the front job, with a task_timeout
     std::optional<Clock::time_point> kill_at;   // SIGTERM sent; SIGKILL at this time
     bool timed_out = false;
-    bool cancelled = false;  // SIGKILLed because its job's map was stopped
+    bool cancelled = false;      // SIGKILLed because its job's map was stopped
+    bool start_stopped = false;  // SIGTERMed at shutdown while its initializer still ran
+    bool sigterm_sent = false;
+    Clock::time_point born{};    // when the host took it on
+    std::string protocol_error;  // it wrote bytes that are not a frame; SIGKILLed
     std::size_t tasks = 0;
     std::size_t record = 0;  // index in stats_.workers
   };
 
-  // epoll tags: small numbers for the fixed descriptors, else a worker's pid with a flag bit.
+  // epoll tags: small numbers for the fixed descriptors, else a worker's id with a flag bit. An
+  // event for a worker reaped earlier in the same batch finds no worker and is dropped.
   static constexpr std::uint64_t kWakeTag = 1;
   static constexpr std::uint64_t kZygoteSocketTag = 2;
   static constexpr std::uint64_t kZygotePidfdTag = 3;
@@ -301,9 +336,19 @@ class ProcessCore::Impl {
     epoll_event event{};
     event.events = EPOLLIN;
     event.data.u64 = tag;
-    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) != 0) {
-      throw std::system_error(errno, std::generic_category(), "crew: epoll_ctl");
+    if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, fd, &event) != 0) throw_errno(errno, "crew: epoll_ctl");
+  }
+  // EPOLLOUT only while frames wait: a socket with room would otherwise wake the loop nonstop.
+  void update_write_interest(Worker& worker) {
+    const bool want = worker.socket >= 0 && worker.out.pending();
+    if (want == worker.write_armed) return;
+    epoll_event event{};
+    event.events = EPOLLIN | (want ? EPOLLOUT : 0u);
+    event.data.u64 = worker.id | kSocketFlag;
+    if (::epoll_ctl(epoll_, EPOLL_CTL_MOD, worker.socket, &event) != 0) {
+      throw_errno(errno, "crew: epoll_ctl");
     }
+    worker.write_armed = want;
   }
   void unwatch(int fd) noexcept {
     if (fd >= 0) ::epoll_ctl(epoll_, EPOLL_CTL_DEL, fd, nullptr);
@@ -351,15 +396,16 @@ class ProcessCore::Impl {
       apply_commands();
       dispatch();
       if (stop_mode() != StopMode::kNone) {
+        if (!drain_started_) drain_started_ = Clock::now();
         begin_closing_if_done();
         if (closing_ && live_processes() == 0) return;
       }
       const int ready = ::epoll_wait(epoll_, events, 64, wait_timeout_ms());
       if (ready < 0) {
         if (errno == EINTR) continue;
-        throw std::system_error(errno, std::generic_category(), "crew: epoll_wait");
+        throw_errno(errno, "crew: epoll_wait");
       }
-      for (int i = 0; i < ready; ++i) handle_event(events[i].data.u64);
+      for (int i = 0; i < ready; ++i) handle_event(events[i].data.u64, events[i].events);
       enforce_deadlines();
     }
   }
@@ -387,71 +433,66 @@ class ProcessCore::Impl {
       groups.swap(kill_groups_);
       mode = stop_;
     }
-    for (auto& [pid, worker] : workers_) {
-      if (worker.state != WorkerState::kBusy || worker.cancelled) continue;
+    for (auto& [id, worker] : workers_) {
+      if (worker.jobs.empty() || worker.cancelled) continue;
       const bool in_group =
           std::find(groups.begin(), groups.end(), worker.jobs.front()->group) != groups.end();
       if (in_group || mode == StopMode::kTerminate) {
         worker.cancelled = true;
+        worker.state = WorkerState::kStopping;
         pidfd_kill(worker.pidfd, SIGKILL);
       }
     }
     if (mode == StopMode::kTerminate && !terminated_) {
       terminated_ = true;
-      for (auto& [pid, worker] : workers_) pidfd_kill(worker.pidfd, SIGKILL);
+      for (auto& [id, worker] : workers_) pidfd_kill(worker.pidfd, SIGKILL);
       closing_started_ = Clock::now();
       closing_ = true;
       close_zygote_when_idle();
     }
   }
 
-  // How many requests a worker may hold: one while its tasks are long (a queued task must not wait
-  // behind a long one while another worker idles), up to kPipelineDepth while they are short, so
-  // a stream of small tasks does not pay a wake-up of the worker per task.
-  std::size_t capacity(const Worker& worker) const {
-    if (worker.state != WorkerState::kIdle && worker.state != WorkerState::kBusy) return 0;
-    // Its stream ended (it is dying; its pidfd has not said so yet): a send would hit a closed
-    // descriptor and fail the dispatcher. Seen once under ASan when a worker segfaulted.
-    if (worker.socket < 0) return 0;
-    std::size_t depth = worker.fast ? kPipelineDepth : 1;
-    if (options_.max_tasks_per_child) {
-      depth = std::min(depth, *options_.max_tasks_per_child -
-                                  std::min(worker.sent, *options_.max_tasks_per_child));
+  // The one rule for sending work: only to an idle worker that is not going away. A worker being
+  // stopped (map stopped, timed out, broken protocol), retiring or closing may still be kBusy or
+  // have just replied; work sent to it would fail with its death. Its stream ended (its pidfd has
+  // not said so yet): a send would hit a closed descriptor.
+  bool accepts_work(const Worker& worker) const {
+    if (worker.state != WorkerState::kIdle || worker.socket < 0) return false;
+    if (worker.cancelled || worker.timed_out || worker.kill_at || !worker.protocol_error.empty()) {
+      return false;
     }
-    return depth > worker.jobs.size() ? depth - worker.jobs.size() : 0;
+    return !options_.max_tasks_per_child || worker.sent < *options_.max_tasks_per_child;
   }
 
-  // Hands queued jobs to workers in queue order: first one each to idle workers, then more to the
-  // pipelines of workers whose tasks are short.
+  // Hands queued jobs, in queue order, one each to idle workers. No worker holds a second request
+  // behind a running one: a socket cannot take a request back, so a task that turned out slow
+  // would hold it while other workers idle (it did: 8 fast tasks then 4 hanging ones ran as
+  // tasks/worker = [12,0,0,0]).
   void dispatch() {
-    for (const bool idle_only : {true, false}) {
-      for (auto& [pid, worker] : workers_) {
-        if (idle_only && worker.state != WorkerState::kIdle) continue;
-        std::size_t room =
-            idle_only ? std::min<std::size_t>(1, capacity(worker)) : capacity(worker);
-        while (room > 0) {
-          std::shared_ptr<ProcessJob> job;
-          std::string broken;
-          {
-            std::lock_guard lock(mu_);
-            if (queue_.empty()) return;
-            job = std::move(queue_.front());
-            queue_.pop_front();
-            broken = broken_reason_;
-          }
-          if (!broken.empty()) {
-            job->on_failure(make_error<BrokenPool>("crew::ProcessPool is broken: " + broken),
-                            job->started);
-            continue;
-          }
-          // A job put back after its worker died has started already (see requeue).
-          if (!job->started) {
-            if (!job->start()) continue;
-            job->started = true;
-          }
-          send_job(worker, std::move(job));
-          --room;
+    for (auto& [id, worker] : workers_) {
+      if (!accepts_work(worker)) continue;
+      for (;;) {
+        std::shared_ptr<ProcessJob> job;
+        std::string broken;
+        {
+          std::lock_guard lock(mu_);
+          if (queue_.empty()) return;
+          job = std::move(queue_.front());
+          queue_.pop_front();
+          broken = broken_reason_;
         }
+        if (!broken.empty()) {
+          job->on_failure(make_error<BrokenPool>("crew::ProcessPool is broken: " + broken),
+                          job->started);
+          continue;
+        }
+        // A job put back after its worker died has started already (see requeue).
+        if (!job->started) {
+          if (!job->start()) continue;
+          job->started = true;
+        }
+        send_job(worker, std::move(job));
+        break;
       }
     }
   }
@@ -473,12 +514,25 @@ class ProcessCore::Impl {
                                      static_cast<std::uint64_t>(job->function)};
     worker.state = WorkerState::kBusy;
     ++worker.sent;
+    const std::string_view body = job->request.bytes();
+    worker.out.queue(FrameKind::kRequest,
+                     std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix), body,
+                     job);
     worker.jobs.push_back(std::move(job));
     if (worker.jobs.size() == 1) arm_deadline(worker);
-    // Not sent: the worker died; its pidfd reports it, and the job fails or is put back then.
-    (void)send_frame(worker.socket, FrameKind::kRequest,
-                     {std::string_view(reinterpret_cast<const char*>(prefix), sizeof prefix),
-                      std::string_view(worker.jobs.back()->request.bytes())});
+    flush_worker(worker);
+  }
+
+  // Writes what the worker's socket takes now; the rest goes when epoll says there is room. A
+  // peer that is gone: the frames are dropped, and its pidfd says what became of it (its jobs
+  // fail or go back to the queue then). Reading goes on: replies it wrote are still there.
+  void flush_worker(Worker& worker) {
+    if (worker.socket < 0) {
+      worker.out.clear();
+      return;
+    }
+    if (worker.out.flush(worker.socket) == IoStatus::kEnd) worker.out.clear();
+    update_write_interest(worker);
   }
 
   // Jobs a dead worker held but never started go back to the front of the queue, in order.
@@ -493,18 +547,34 @@ class ProcessCore::Impl {
     auto consider = [&](std::optional<Clock::time_point> at) {
       if (at && (!next || *at < *next)) next = at;
     };
-    for (const auto& [pid, worker] : workers_) {
+    for (const auto& [id, worker] : workers_) {
       consider(worker.kill_at ? worker.kill_at : worker.deadline);
+      if (drain_started_ && worker.state == WorkerState::kStarting && !worker.sigterm_sent) {
+        consider(start_deadline(worker));
+      }
     }
-    if (closing_) consider(closing_started_ + kExitGrace);
+    if (closing_ && !closing_signalled_) consider(closing_started_ + kExitGrace);
     if (!next) return -1;
     const auto left = std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now());
     return static_cast<int>(std::clamp<long>(left.count(), 0, 60'000));
   }
 
+  // During a draining shutdown; from its birth for a replacement made while draining.
+  Clock::time_point start_deadline(const Worker& worker) const {
+    return std::max(*drain_started_, worker.born) + kStartGrace;
+  }
+
+  // SIGTERM now, SIGKILL after `grace`: the user's code may clean up, but not for ever.
+  void stop_worker(Worker& worker, std::chrono::milliseconds grace, Clock::time_point now) {
+    if (worker.sigterm_sent) return;
+    worker.sigterm_sent = true;
+    pidfd_kill(worker.pidfd, SIGTERM);
+    worker.kill_at = now + grace;
+  }
+
   void enforce_deadlines() {
     const auto now = Clock::now();
-    for (auto& [pid, worker] : workers_) {
+    for (auto& [id, worker] : workers_) {
       if (worker.kill_at) {
         if (now >= *worker.kill_at) {
           pidfd_kill(worker.pidfd, SIGKILL);
@@ -513,18 +583,26 @@ class ProcessCore::Impl {
       } else if (worker.deadline && now >= *worker.deadline && worker.state == WorkerState::kBusy &&
                  !worker.timed_out) {
         worker.timed_out = true;
-        pidfd_kill(worker.pidfd, SIGTERM);
-        worker.kill_at = now + options_.timeout_grace;
+        worker.state = WorkerState::kStopping;
+        stop_worker(worker, options_.timeout_grace, now);
         worker.deadline.reset();
+      } else if (drain_started_ && worker.state == WorkerState::kStarting &&
+                 now >= start_deadline(worker)) {
+        // A draining shutdown waits for queued work, which needs a started worker; an
+        // initializer that never returns must not make it wait for ever.
+        worker.start_stopped = true;
+        stop_worker(worker, kExitGrace, now);
       }
     }
-    if (closing_ && now >= closing_started_ + kExitGrace) {
-      for (auto& [pid, worker] : workers_) pidfd_kill(worker.pidfd, SIGKILL);
+    if (closing_ && !closing_signalled_ && now >= closing_started_ + kExitGrace) {
+      // Stragglers: a worker still in its initializer cannot see its stream end.
+      closing_signalled_ = true;
+      for (auto& [id, worker] : workers_) stop_worker(worker, kExitGrace, now);
       pidfd_kill(zygote_pidfd_, SIGKILL);
     }
   }
 
-  void handle_event(std::uint64_t tag) {
+  void handle_event(std::uint64_t tag, std::uint32_t events) {
     if (tag == kWakeTag) {
       // Read, then clear the flag: a wake() whose write this read consumed has queued its work
       // already (the loop looks at the queue next), and any wake() after the clear writes again.
@@ -533,22 +611,38 @@ class ProcessCore::Impl {
       [[maybe_unused]] const ssize_t ignored = ::read(wake_, &count, sizeof count);
       wake_pending_.store(false);
     } else if (tag == kZygoteSocketTag) {
-      receive_spawned_worker();
+      if (zygote_socket_ >= 0) receive_spawned_worker();
     } else if (tag == kZygotePidfdTag) {
-      reap_zygote();
+      if (zygote_pidfd_ >= 0) reap_zygote();
     } else if (tag & kSocketFlag) {
-      auto it = workers_.find(static_cast<pid_t>(tag & 0xffffffffULL));
-      if (it != workers_.end()) read_from_worker(it->second);
+      // No worker, or its socket closed earlier in this batch: a stale event, dropped.
+      auto it = workers_.find(static_cast<std::uint32_t>(tag & 0xffffffffULL));
+      if (it == workers_.end()) return;
+      if ((events & EPOLLOUT) && it->second.socket >= 0) flush_worker(it->second);
+      if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && it->second.socket >= 0) {
+        read_from_worker(it->second, kFramesPerWakeup);
+      }
     } else if (tag & kPidfdFlag) {
-      auto it = workers_.find(static_cast<pid_t>(tag & 0xffffffffULL));
-      if (it != workers_.end()) reap_worker(it);
+      auto it = workers_.find(static_cast<std::uint32_t>(tag & 0xffffffffULL));
+      if (it != workers_.end() && it->second.pidfd >= 0) reap_worker(it);
+    }
+  }
+
+  // A worker cloned by the zygote that the host cannot take on (its socket did not arrive, or no
+  // descriptor is left for its pidfd): it is the host's child, so kill and reap it by pid now; it
+  // cannot be reused before this waitpid.
+  void abandon_spawned(pid_t pid) noexcept {
+    ::kill(pid, SIGKILL);
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
 
   void receive_spawned_worker() {
     SpawnReply reply{};
     int socket = -1;
-    if (!recv_with_fd(zygote_socket_, &reply, sizeof reply, socket)) {
+    bool truncated = false;
+    if (!recv_spawn_reply(zygote_socket_, &reply, sizeof reply, socket, truncated)) {
       // The zygote closed its end: it died. Its pidfd says how; pending spawns never come.
       unwatch(zygote_socket_);
       close_fd(zygote_socket_);
@@ -558,14 +652,54 @@ class ProcessCore::Impl {
     --spawns_pending_;
     if (reply.pid <= 0 || socket < 0) {
       if (socket >= 0) ::close(socket);
-      set_broken("the zygote cannot start a worker: " +
-                 std::string(std::strerror(reply.pid < 0 ? -reply.pid : EIO)));
+      if (reply.pid > 0) abandon_spawned(reply.pid);
+      std::string why;
+      if (reply.pid < 0) {
+        why = "the zygote cannot start a worker: " + describe_errno(-reply.pid);
+      } else if (truncated) {
+        why = "worker " + std::to_string(reply.pid) +
+              "'s socket could not be received: " + describe_errno(EMFILE);
+      } else {
+        why = "the zygote sent worker " + std::to_string(reply.pid) + " without its socket";
+      }
+      set_broken(why);
+      close_zygote_when_idle();
       return;
     }
     Worker worker;
+    worker.id = next_worker_id_++;
     worker.pid = reply.pid;
     worker.socket = socket;
-    worker.pidfd = pidfd_open(reply.pid);
+    worker.born = Clock::now();
+    // Errors here are errno values, not exceptions: this is where descriptors run out, and the
+    // sanitizers' own checks of a thrown object need descriptors too.
+    const char* step = nullptr;
+    int error = 0;
+    const std::uint64_t tag = worker.id;
+    epoll_event event{.events = EPOLLIN, .data = {.u64 = tag | kSocketFlag}};
+    const int flags = ::fcntl(socket, F_GETFL);
+    if (flags < 0 || ::fcntl(socket, F_SETFL, flags | O_NONBLOCK) != 0) {
+      step = "fcntl(O_NONBLOCK)", error = errno;
+    } else if ((worker.pidfd = static_cast<int>(::syscall(SYS_pidfd_open, reply.pid, 0))) < 0) {
+      step = "pidfd_open", error = errno;
+    } else if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, socket, &event) != 0) {
+      step = "epoll_ctl", error = errno;
+    } else {
+      event.data.u64 = tag | kPidfdFlag;
+      if (::epoll_ctl(epoll_, EPOLL_CTL_ADD, worker.pidfd, &event) != 0) {
+        step = "epoll_ctl", error = errno;
+        unwatch(socket);
+      }
+    }
+    if (step != nullptr) {
+      close_fd(worker.socket);
+      close_fd(worker.pidfd);
+      abandon_spawned(reply.pid);
+      set_broken("cannot take on worker " + std::to_string(reply.pid) + ": " + step + ": " +
+                 describe_errno(error));
+      close_zygote_when_idle();
+      return;
+    }
     {
       std::lock_guard lock(stats_mu_);
       worker.record = stats_.workers.size();
@@ -573,61 +707,85 @@ class ProcessCore::Impl {
       record.pid = reply.pid;
       stats_.workers.push_back(std::move(record));
     }
-    const auto tag = static_cast<std::uint64_t>(reply.pid);
-    watch(worker.socket, tag | kSocketFlag);
-    watch(worker.pidfd, tag | kPidfdFlag);
     if (closing_) {
       worker.state = WorkerState::kClosing;
       unwatch(worker.socket);
       close_fd(worker.socket);  // end of stream: it exits after its initializer
       if (terminated_) pidfd_kill(worker.pidfd, SIGKILL);
     }
-    workers_.emplace(reply.pid, std::move(worker));
+    workers_.emplace(worker.id, std::move(worker));
     close_zygote_when_idle();
   }
 
-  void read_from_worker(Worker& worker) {
-    FrameKind kind{};
-    if (!recv_frame(worker.socket, kind, reply_buffer_)) {
-      // End of stream: the worker exited or is exiting; its pidfd reports how.
-      unwatch(worker.socket);
-      close_fd(worker.socket);
-      return;
-    }
-    switch (kind) {
-      case FrameKind::kReady:
-        if (worker.state == WorkerState::kStarting) worker.state = WorkerState::kIdle;
+  // Handles up to `budget` frames the worker's socket holds now (level-triggered epoll comes back
+  // for the rest, so one chatty worker cannot starve the others), or all of them when its process
+  // is gone. Never blocks.
+  void read_from_worker(Worker& worker, std::size_t budget) {
+    while (worker.socket >= 0 && budget-- > 0) {
+      FrameKind kind{};
+      std::string_view body;
+      IoStatus status = IoStatus::kOpen;
+      if (!worker.in.next(worker.socket, kind, body, status)) {
+        if (status == IoStatus::kOpen) return;
+        if (status == IoStatus::kGarbage) {
+          protocol_error(worker, worker.in.error());
+          return;
+        }
+        // End of stream: the worker exited or is exiting; its pidfd reports how.
+        close_socket(worker);
         return;
-      case FrameKind::kInitFailed:
-        set_broken("initializer failed: " +
-                   std::string(reply_buffer_.data(), reply_buffer_.size()));
-        return;
-      case FrameKind::kReply:
-        take_reply(worker);
-        return;
-      default:
-        log("crew::ProcessPool: unexpected frame from worker " + std::to_string(worker.pid));
-        pidfd_kill(worker.pidfd, SIGKILL);
-        return;
+      }
+      switch (kind) {
+        case FrameKind::kReady:
+          if (worker.state == WorkerState::kStarting) worker.state = WorkerState::kIdle;
+          break;
+        case FrameKind::kInitFailed:
+          set_broken("initializer failed: " + std::string(body));
+          break;
+        case FrameKind::kReply:
+          take_reply(worker, body);
+          break;
+        default:
+          protocol_error(worker, "sent a frame of kind " +
+                                     std::to_string(static_cast<std::uint32_t>(kind)) +
+                                     ", which only the host sends");
+          return;
+      }
     }
   }
 
-  void take_reply(Worker& worker) {
-    if (worker.state != WorkerState::kBusy || worker.jobs.empty()) return;
-    ByteReader reader(reply_buffer_.data(), reply_buffer_.size());
+  // The worker wrote bytes that are not the protocol (a task scribbled on its socket): only this
+  // worker is lost, and its task fails saying so.
+  void protocol_error(Worker& worker, const std::string& what) {
+    if (worker.protocol_error.empty()) worker.protocol_error = what;
+    log("crew::ProcessPool: worker " + std::to_string(worker.pid) + " broke the protocol (" + what +
+        "); killing it");
+    worker.state = WorkerState::kStopping;
+    pidfd_kill(worker.pidfd, SIGKILL);
+    close_socket(worker);
+  }
+
+  void close_socket(Worker& worker) noexcept {
+    worker.out.clear();
+    unwatch(worker.socket);
+    close_fd(worker.socket);
+    worker.write_armed = false;
+  }
+
+  void take_reply(Worker& worker, std::string_view body) {
+    if (worker.jobs.empty()) return;
+    ByteReader reader(body.data(), body.size());
     ReplyHeader header{};
     try {
       header = reader.get<ReplyHeader>();
     } catch (const SerializationError&) {
-      pidfd_kill(worker.pidfd, SIGKILL);
+      protocol_error(worker, "a reply of " + std::to_string(body.size()) + " bytes has no header");
       return;
     }
     auto job = std::move(worker.jobs.front());
     worker.jobs.pop_front();
-    job->request.clear();
     job->worker_wall = std::chrono::nanoseconds(header.wall_ns);
-    worker.fast = job->worker_wall < kFastTask;
-    arm_deadline(worker);  // the next job, if any, starts now
+    arm_deadline(worker);
     ++worker.tasks;
     {
       std::lock_guard lock(stats_mu_);
@@ -644,17 +802,15 @@ class ProcessCore::Impl {
         ++stats_.chunks_not_recorded;
       }
     }
-    if (worker.timed_out || worker.cancelled) {
-      // The reply raced the signal: the worker is being stopped anyway, and the result is
-      // delivered (nothing is lost); its death is then not a failure of any job.
-      job->on_reply(reader);
-      return;
-    }
+    // A reply that raced a stop (timeout, stopped map) is delivered: nothing is lost. The worker
+    // stays kStopping, so it gets no more work, and its death is then not a failure of any job.
     job->on_reply(reader);
-    if (!worker.jobs.empty()) return;  // still busy with the next one
+    release_request(*job);
+    if (worker.state != WorkerState::kBusy || !worker.jobs.empty()) return;
     if (options_.max_tasks_per_child && worker.tasks >= *options_.max_tasks_per_child) {
       worker.state = WorkerState::kRetiring;
-      (void)send_frame(worker.socket, FrameKind::kQuit, {});
+      worker.out.queue(FrameKind::kQuit, {}, {}, nullptr);
+      flush_worker(worker);
       if (wants_replacement()) {
         {
           std::lock_guard lock(stats_mu_);
@@ -667,7 +823,7 @@ class ProcessCore::Impl {
     worker.state = WorkerState::kIdle;
   }
 
-  void reap_worker(std::unordered_map<pid_t, Worker>::iterator it) {
+  void reap_worker(std::unordered_map<std::uint32_t, Worker>::iterator it) {
     Worker& worker = it->second;
     int status = 0;
     rusage usage{};
@@ -680,24 +836,25 @@ class ProcessCore::Impl {
     const std::string how =
         known ? describe_status(status) : "ended (status unknown: SIGCHLD ignored)";
     // A reply it wrote before dying may still sit in the socket (epoll can report the pidfd
-    // first): take it, so a task that finished is never reported as crashed or timed out. The
-    // worker is gone and held the only other end, so these reads end at end of stream.
-    while (worker.socket >= 0) read_from_worker(worker);
+    // first): take it, so a task that finished is never reported as crashed or timed out. It is
+    // all there already, as the worker is gone; read only that, never up to end of stream, which
+    // a grandchild that inherited the socket may hold off for as long as it lives.
+    read_from_worker(worker, std::numeric_limits<std::size_t>::max());
     unwatch(worker.pidfd);
-    unwatch(worker.socket);
     close_fd(worker.pidfd);
-    close_fd(worker.socket);
+    if (worker.socket >= 0) close_socket(worker);
 
     const bool stopping = stop_mode() != StopMode::kNone;
     const bool expected = worker.state == WorkerState::kRetiring ||
                           worker.state == WorkerState::kClosing || worker.timed_out ||
-                          worker.cancelled || terminated_ ||
+                          worker.cancelled || worker.start_stopped || terminated_ ||
                           (stopping && known && WIFEXITED(status) && WEXITSTATUS(status) == 0);
     std::string exit_text = how;
     if (worker.timed_out) exit_text = "timed out (" + how + ")";
     if (worker.state == WorkerState::kRetiring) {
       exit_text = "retired after " + std::to_string(worker.tasks) + " tasks (" + how + ")";
     }
+    if (!worker.protocol_error.empty()) exit_text = "broke the protocol (" + how + ")";
     {
       std::lock_guard lock(stats_mu_);
       auto& record = stats_.workers[worker.record];
@@ -715,7 +872,7 @@ class ProcessCore::Impl {
     if (!worker.jobs.empty()) {
       auto running = std::move(worker.jobs.front());
       worker.jobs.pop_front();
-      running->request.clear();
+      release_request(*running);
       std::exception_ptr error;
       if (worker.timed_out) {
         error = std::make_exception_ptr(TaskTimeout(
@@ -725,6 +882,13 @@ class ProcessCore::Impl {
       } else if (worker.cancelled || terminated_) {
         error = make_error<Cancelled>("cancelled while running: worker " +
                                       std::to_string(worker.pid) + " was stopped");
+      } else if (!worker.protocol_error.empty()) {
+        error = std::make_exception_ptr(
+            WorkerCrashed(worker.pid, known && WIFSIGNALED(status) ? WTERMSIG(status) : 0,
+                          known && WIFEXITED(status) ? WEXITSTATUS(status) : -1,
+                          "worker " + std::to_string(worker.pid) +
+                              " broke the protocol while running the task (" +
+                              worker.protocol_error + ") and was killed"));
       } else {
         const int signo = known && WIFSIGNALED(status) ? WTERMSIG(status) : 0;
         const int code = known && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -749,11 +913,24 @@ class ProcessCore::Impl {
     }
     const bool was_starting = worker.state == WorkerState::kStarting;
     const bool retiring = worker.state == WorkerState::kRetiring;
+    const bool start_stopped = worker.start_stopped;
     const pid_t pid = worker.pid;
     workers_.erase(it);
 
     if (!expected) note_crash(pid, how, was_starting);
     if (retiring) return;  // its replacement was requested when it retired
+    if (start_stopped) {
+      // Stopped by a draining shutdown for not starting: another would hang the same way. The
+      // queued work runs on the workers that did start, if any.
+      const bool any_started = std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
+        return entry.second.state == WorkerState::kIdle || entry.second.state == WorkerState::kBusy;
+      });
+      if (!any_started && !workers_has_starting_unstopped()) {
+        set_broken("shutdown: no worker finished its initializer within " +
+                   std::to_string(kStartGrace.count()) + " s, so the queued tasks cannot run");
+      }
+      return;
+    }
     if (wants_replacement()) {
       {
         std::lock_guard lock(stats_mu_);
@@ -761,6 +938,12 @@ class ProcessCore::Impl {
       }
       request_spawn();
     }
+  }
+
+  bool workers_has_starting_unstopped() const {
+    return std::any_of(workers_.begin(), workers_.end(), [](const auto& entry) {
+      return entry.second.state == WorkerState::kStarting && !entry.second.start_stopped;
+    });
   }
 
   void note_crash(pid_t pid, const std::string& how, bool while_starting) {
@@ -811,11 +994,10 @@ class ProcessCore::Impl {
                       job->started);
     }
     // Idle workers are of no more use; busy ones finish their job first.
-    for (auto& [pid, worker] : workers_) {
+    for (auto& [id, worker] : workers_) {
       if (worker.state == WorkerState::kIdle || worker.state == WorkerState::kStarting) {
         worker.state = WorkerState::kClosing;
-        unwatch(worker.socket);
-        close_fd(worker.socket);
+        close_socket(worker);
       }
     }
   }
@@ -828,17 +1010,17 @@ class ProcessCore::Impl {
         std::lock_guard lock(mu_);
         if (!queue_.empty()) return;
       }
-      for (const auto& [pid, worker] : workers_) {
-        if (worker.state == WorkerState::kBusy) return;
+      for (const auto& [id, worker] : workers_) {
+        if (!worker.jobs.empty()) return;
       }
       closing_ = true;
       closing_started_ = Clock::now();
     }
-    for (auto& [pid, worker] : workers_) {
-      if (worker.socket >= 0 && worker.state != WorkerState::kBusy) {
+    // A retiring worker's QUIT may still be queued: it exits at end of stream all the same.
+    for (auto& [id, worker] : workers_) {
+      if (worker.socket >= 0 && worker.jobs.empty() && worker.state != WorkerState::kStopping) {
         worker.state = WorkerState::kClosing;
-        unwatch(worker.socket);
-        close_fd(worker.socket);
+        close_socket(worker);
       }
     }
     close_zygote_when_idle();
@@ -856,7 +1038,7 @@ class ProcessCore::Impl {
   // so nothing is left behind, and fail what was waiting.
   void emergency_stop() noexcept {
     set_broken("the dispatcher thread failed");
-    for (auto& [pid, worker] : workers_) {
+    for (auto& [id, worker] : workers_) {
       pidfd_kill(worker.pidfd, SIGKILL);
       int status = 0;
       while (::waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
@@ -898,12 +1080,14 @@ class ProcessCore::Impl {
   int zygote_socket_ = -1;
   int zygote_pidfd_ = -1;
   std::size_t spawns_pending_ = 0;
-  std::unordered_map<pid_t, Worker> workers_;
-  FrameBuffer reply_buffer_;
+  std::unordered_map<std::uint32_t, Worker> workers_;
   std::deque<Clock::time_point> crash_times_;
   bool closing_ = false;
+  bool closing_signalled_ = false;  // stragglers were sent SIGTERM after kExitGrace
   bool terminated_ = false;
   Clock::time_point closing_started_{};
+  std::optional<Clock::time_point> drain_started_;  // when shutdown was first seen
+  std::uint32_t next_worker_id_ = 1;
 
   std::atomic<bool> wake_pending_{false};  // an eventfd write is outstanding
 
