@@ -314,7 +314,9 @@ class ProcessCore::Impl {
     int pair[2];
     make_socket_pair(pair);
     const pid_t host = ::getpid();
-    std::fflush(nullptr);  // else the children would inherit (and print again) buffered output
+    // No fflush before the fork: the workers discard the stdio buffers they inherit, and
+    // fflush(nullptr) takes every FILE's lock — a host thread blocked in fgets(stdin) holds
+    // stdin's, and making the pool would wait for its input.
     const pid_t pid = ::fork();
     if (pid < 0) {
       const int error = errno;
