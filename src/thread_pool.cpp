@@ -1,5 +1,6 @@
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <string>
@@ -33,31 +34,37 @@ class WorkerScope {
   WorkerScope& operator=(const WorkerScope&) = delete;
 };
 
+const void* group_of(const Job& job) noexcept {
+  return job.group != nullptr ? job.group : static_cast<const void*>(&job);
+}
+
 void run_job(Job& job) noexcept {
   RunFrame frame{&job, nullptr, t_frame};
   t_frame = &frame;
   job.run();
   t_frame = frame.outer;
-  if (frame.self) frame.self->running.store(false, std::memory_order_release);
 }
 
 // The lineage a job submitted from this thread to `pool` carries.
-std::shared_ptr<const Lineage> submitter_lineage(const ThreadPoolCore* pool) {
-  if (t_current_pool != pool || t_frame == nullptr) return nullptr;
+std::weak_ptr<const Lineage> submitter_lineage(const ThreadPoolCore* pool) {
+  if (t_current_pool != pool || t_frame == nullptr) return {};
   if (!t_frame->self) {
-    std::shared_ptr<const Lineage> up = t_frame->job->parent;
-    while (up && !up->running.load(std::memory_order_acquire)) up = up->parent;
-    t_frame->self = std::make_shared<Lineage>(std::move(up));
+    t_frame->self = std::make_shared<Lineage>(t_frame->job->parent, group_of(*t_frame->job));
   }
   return t_frame->self;
 }
 
-// True when `job` was submitted from inside the job that owns `frame`, directly or through its
-// sub-tasks.
-bool descends_from(const Job& job, const Lineage* frame) noexcept {
-  if (frame == nullptr) return false;
-  for (const Lineage* up = job.parent.get(); up != nullptr; up = up->parent.get()) {
-    if (up == frame) return true;
+bool names(std::span<const void* const> awaited, const void* group) noexcept {
+  return std::find(awaited.begin(), awaited.end(), group) != awaited.end();
+}
+
+// True when a waiter on `awaited` may run `job`: one of them, or submitted from inside one of them
+// (directly or by their sub-tasks) while that one still runs.
+bool may_run(const Job& job, std::span<const void* const> awaited) {
+  if (awaited.empty()) return false;
+  if (names(awaited, group_of(job))) return true;
+  for (auto up = job.parent.lock(); up; up = up->parent.lock()) {
+    if (names(awaited, up->group)) return true;
   }
   return false;
 }
@@ -80,12 +87,12 @@ void advise_huge_pages(void* data, std::size_t bytes) noexcept {
 
 void help_until(ThreadPoolCore* pool, HelpWait& wait) { pool->help_until(wait); }
 
-BlockedWorker::BlockedWorker(ThreadPoolCore* pool) noexcept
-    : pool_(pool != nullptr && current_worker_pool() == pool ? pool : nullptr) {
-  if (pool_ != nullptr) pool_->begin_blocked_wait();
+BlockedWorker::BlockedWorker(ThreadPoolCore* pool, std::span<const void* const> awaited) noexcept
+    : pool_(pool != nullptr && current_worker_pool() == pool ? pool : nullptr), awaited_(awaited) {
+  if (pool_ != nullptr) pool_->begin_blocked_wait(awaited_);
 }
 BlockedWorker::~BlockedWorker() {
-  if (pool_ != nullptr) pool_->end_blocked_wait();
+  if (pool_ != nullptr) pool_->end_blocked_wait(awaited_);
 }
 
 ThreadPoolCore::ThreadPoolCore(std::size_t workers, LogHook on_log) : on_log_(std::move(on_log)) {
@@ -106,16 +113,26 @@ void ThreadPoolCore::enqueue(std::shared_ptr<Job> job, std::size_t copies) {
   bool wake_spare = false;
   {
     std::lock_guard lock(mu_);
-    if (closed_) throw PoolClosed("crew::ThreadPool: cannot take new work after shutdown()");
+    // A running task of this pool may still submit while the pool drains: its sub-tasks are part
+    // of work already accepted, and refusing them would fail it.
+    if (closed_ && current_worker_pool() != this) {
+      throw PoolClosed("crew::ThreadPool: cannot take new work after shutdown()");
+    }
     for (std::size_t i = 1; i < copies; ++i) queue_.push_back(job);
     queue_.push_back(job);
     queued_.store(queue_.size(), std::memory_order_relaxed);
     wake_worker = idle_workers_ > 0;
-    wake_spare = idle_spares_ > 0 && running_spares_ < blocked_waits_;
-    // Kicked under mu_: a helper leaves blocked_helpers_ under mu_ before its wait object dies.
-    for (const BlockedHelper& helper : blocked_helpers_) {
-      if (descends_from(*job, helper.frame)) helper.wait->kick();
+    // Kicked under mu_: a waiter leaves blocked_ under mu_ before its wait object dies.
+    for (const BlockedWaiter& waiter : blocked_) {
+      if (!may_run(*job, waiter.awaited)) continue;
+      if (waiter.wait != nullptr) {
+        waiter.wait->kick();
+      } else {
+        wake_spare = true;
+      }
     }
+    if (stopping_ && exited_workers_ == threads_.size()) wake_spare = true;
+    if (wake_spare) ++spare_epoch_;
   }
   // A notify costs a futex syscall: skip it when no worker sleeps (they re-check the queue before
   // sleeping, under mu_).
@@ -159,7 +176,13 @@ void ThreadPoolCore::worker_loop() {
         work_cv_.wait(lock, [this] { return !queue_.empty() || stopping_; });
         --idle_workers_;
       }
-      if (queue_.empty()) return;  // stopping_ and drained
+      if (queue_.empty()) {  // stopping_ and drained
+        if (++exited_workers_ == threads_.size()) {
+          ++spare_epoch_;  // the spares drain what running tasks still submit
+          spare_cv_.notify_all();
+        }
+        return;
+      }
       job = std::move(queue_.front());
       queue_.pop_front();
       queued_.store(queue_.size(), std::memory_order_relaxed);
@@ -169,40 +192,49 @@ void ThreadPoolCore::worker_loop() {
   }
 }
 
-// A spare runs queued jobs only while fewer spares run than workers are blocked in timed waits,
-// so the pool keeps its width; it parks otherwise, and exits once the pool stops and drains.
+// A spare runs what workers blocked in timed waits wait on (never other work, so the pool does
+// not widen for unrelated tasks), at most one job per such waiter at a time. Once the pool stops
+// and its workers have exited, spares drain what tasks still running on them submit, then exit.
 void ThreadPoolCore::spare_loop() {
   WorkerScope scope(this);
   std::unique_lock lock(mu_);
   for (;;) {
-    ++idle_spares_;
-    spare_cv_.wait(lock, [this] {
-      return (stopping_ && queue_.empty()) || (!queue_.empty() && running_spares_ < blocked_waits_);
-    });
-    --idle_spares_;
-    if (queue_.empty()) return;
-    std::shared_ptr<Job> job = std::move(queue_.front());
-    queue_.pop_front();
-    queued_.store(queue_.size(), std::memory_order_relaxed);
+    std::shared_ptr<Job> job;
+    const bool draining = stopping_ && exited_workers_ == threads_.size();
+    if (draining && !queue_.empty()) {
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      queued_.store(queue_.size(), std::memory_order_relaxed);
+    } else if (draining && running_spares_ == 0 && timed_waiters_ == 0) {
+      ++spare_epoch_;  // let the other parked spares see it too
+      spare_cv_.notify_all();
+      return;
+    } else if (running_spares_ < timed_waiters_) {
+      job = take_for_spares();
+    }
+    if (!job) {
+      const std::uint64_t seen = spare_epoch_;
+      spare_cv_.wait(lock, [&] { return spare_epoch_ != seen; });
+      continue;
+    }
     ++running_spares_;
     lock.unlock();
     run_job(*job);
     job.reset();
     lock.lock();
     --running_spares_;
+    ++spare_epoch_;  // a slot is free, or the drain may be over
+    spare_cv_.notify_all();
   }
 }
 
-std::shared_ptr<Job> ThreadPoolCore::take_allowed(const Lineage* frame,
-                                                  std::span<const void* const> awaited) {
-  // Newest first: the waiter's own sub-tasks were queued last, and running them depth-first keeps
-  // the number of tasks in flight small.
+std::shared_ptr<Job> ThreadPoolCore::take_allowed(std::span<const void* const> awaited) {
+  if (awaited.empty()) return nullptr;
+  // Newest first: sub-tasks were queued last, and running them depth-first keeps the number of
+  // tasks in flight small.
   for (auto it = queue_.end(); it != queue_.begin();) {
     --it;
-    const Job* job = it->get();
-    bool allowed = descends_from(*job, frame);
-    for (const void* asked : awaited) allowed = allowed || asked == static_cast<const void*>(job);
-    if (!allowed) continue;
+    if (!may_run(**it, awaited)) continue;
     std::shared_ptr<Job> taken = std::move(*it);
     queue_.erase(it);
     queued_.store(queue_.size(), std::memory_order_relaxed);
@@ -211,66 +243,64 @@ std::shared_ptr<Job> ThreadPoolCore::take_allowed(const Lineage* frame,
   return nullptr;
 }
 
+std::shared_ptr<Job> ThreadPoolCore::take_for_spares() {
+  for (const BlockedWaiter& waiter : blocked_) {
+    if (waiter.wait != nullptr) continue;
+    if (auto job = take_allowed(waiter.awaited)) return job;
+  }
+  return nullptr;
+}
+
 void ThreadPoolCore::help_until(HelpWait& wait) {
-  RunFrame* const frame = t_frame;
   for (;;) {
     if (wait.ready()) return;
     std::shared_ptr<Job> job;
-    // Only a job that submitted something can gain sub-tasks while it waits.
-    const Lineage* self = frame != nullptr ? frame->self.get() : nullptr;
-    bool wake_spare = false;
     {
       std::lock_guard lock(mu_);
-      job = take_allowed(self, wait.awaited);
-      if (!job) {
-        if (self != nullptr) blocked_helpers_.push_back({self, &wait});
-        wake_spare = note_blocked_locked();
-      }
+      job = take_allowed(wait.awaited);
+      if (!job) blocked_.push_back({wait.awaited, &wait});
     }
     if (job) {
       run_job(*job);
       job.reset();
       continue;
     }
-    // Blocked with nothing it may run: a spare keeps the pool's width meanwhile (what it waits on
-    // runs elsewhere, and the queue may hold other callers' work).
-    if (wake_spare) spare_cv_.notify_all();
+    // What it waits on runs elsewhere: block until it is done, or until one of its sub-tasks is
+    // queued (enqueue kicks).
     wait.block();
-    {
-      std::lock_guard lock(mu_);
-      --blocked_waits_;
-      if (self != nullptr) {
-        std::erase_if(blocked_helpers_, [&](const BlockedHelper& h) { return h.wait == &wait; });
-      }
-    }
+    std::lock_guard lock(mu_);
+    std::erase_if(blocked_, [&](const BlockedWaiter& b) { return b.wait == &wait; });
   }
 }
 
-bool ThreadPoolCore::note_blocked_locked() {
-  ++blocked_waits_;
-  if (idle_spares_ > 0) return true;
-  if (spares_.size() < blocked_waits_ && spares_.size() < kMaxSpareThreads) {
-    try {
-      spares_.emplace_back([this] { spare_loop(); });
-    } catch (const std::system_error&) {
-      // No thread to spare: the wait still ends when what it waits on is done.
-    }
-  }
-  return false;
-}
-
-void ThreadPoolCore::begin_blocked_wait() {
-  bool wake = false;
+void ThreadPoolCore::begin_blocked_wait(std::span<const void* const> awaited) {
   {
     std::lock_guard lock(mu_);
-    wake = note_blocked_locked();
+    blocked_.push_back({awaited, nullptr});
+    ++timed_waiters_;
+    if (spares_.size() < timed_waiters_ && spares_.size() < kMaxSpareThreads) {
+      try {
+        spares_.emplace_back([this] { spare_loop(); });
+      } catch (const std::system_error&) {
+        // No thread to spare: the timed wait still returns by its deadline.
+      }
+    }
+    ++spare_epoch_;
   }
-  if (wake) spare_cv_.notify_all();
+  spare_cv_.notify_all();
 }
 
-void ThreadPoolCore::end_blocked_wait() noexcept {
+void ThreadPoolCore::end_blocked_wait(std::span<const void* const> awaited) noexcept {
   std::lock_guard lock(mu_);
-  --blocked_waits_;
+  for (auto it = blocked_.begin(); it != blocked_.end(); ++it) {
+    if (it->wait == nullptr && it->awaited.data() == awaited.data()) {
+      blocked_.erase(it);
+      break;
+    }
+  }
+  --timed_waiters_;
+  ++spare_epoch_;
+  spare_cv_.notify_all();
 }
 
 ShutdownReport ThreadPoolCore::shutdown(const ShutdownOptions& options) {
@@ -306,7 +336,6 @@ void ThreadPoolCore::join_workers() {
     stopping_ = true;
   }
   work_cv_.notify_all();
-  spare_cv_.notify_all();
   for (auto& thread : threads_) {
     if (thread.joinable() && thread.get_id() != std::this_thread::get_id()) thread.join();
   }
@@ -319,6 +348,10 @@ void ThreadPoolCore::join_workers() {
       spares.swap(spares_);
     }
     if (spares.empty()) break;
+    {
+      std::lock_guard lock(mu_);
+      ++spare_epoch_;
+    }
     spare_cv_.notify_all();
     for (auto& thread : spares) {
       if (thread.get_id() == std::this_thread::get_id()) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <thread>
@@ -165,6 +166,155 @@ TEST(ThreadPoolNestedTest, DeepChainOfNestedWaitsFinishes) {
     return pool.submit(down, depth - 1).get() + 1;
   };
   EXPECT_EQ(pool.submit(down, 200).get(), 200);
+}
+
+// A wait runs only what it waits on, never a sibling: here a sibling that runs until the wait
+// returns would hang it on the waiter's own stack.
+TEST(ThreadPoolNestedTest, WaitRunsTheAwaitedTaskNotASibling) {
+  for (std::size_t workers : {1, 2, 4}) {
+    ThreadPool pool({.workers = workers});
+    for (int round = 0; round < 10; ++round) {
+      auto top = pool.submit([&pool] {
+        auto stop = std::make_shared<std::atomic<bool>>(false);
+        auto work = pool.submit([] { return 42; });
+        auto ticker = pool.submit([stop] {
+          while (!stop->load()) std::this_thread::sleep_for(1ms);
+        });
+        const int value = work.get();
+        stop->store(true);
+        ticker.get();
+        return value;
+      });
+      ASSERT_TRUE(top.wait_for(20s)) << workers << " workers: work.get() ran the sibling";
+      EXPECT_EQ(top.get(), 42);
+    }
+  }
+}
+
+// More tasks polling their children with timed waits than there are spare threads: spares run
+// only what blocked waiters wait on, so they never become pollers themselves.
+TEST(ThreadPoolNestedTest, ManyTasksPollingTheirChildrenOnOneWorkerFinish) {
+  ThreadPool pool({.workers = 1});
+  constexpr int kPollers = static_cast<int>(detail::ThreadPoolCore::kMaxSpareThreads) + 8;
+  std::vector<Future<int>> pollers;
+  for (int i = 0; i < kPollers; ++i) {
+    pollers.push_back(pool.submit([&pool, i] {
+      auto child = pool.submit([i] { return i; });
+      while (!child.wait_for(1ms)) {
+      }
+      return child.get();
+    }));
+  }
+  long sum = 0;
+  for (auto& f : pollers) sum += f.get();
+  EXPECT_EQ(sum, long{kPollers} * (kPollers - 1) / 2);
+}
+
+// Spares never widen the pool for unrelated work: on one worker, tasks that each make a short
+// timed wait on their own child still run one at a time.
+TEST(ThreadPoolNestedTest, TimedWaitsDoNotWidenTheOneWorkerPool) {
+  ThreadPool pool({.workers = 1});
+  std::atomic<int> running{0};
+  std::atomic<int> most{0};
+  std::vector<Future<void>> tasks;
+  for (int i = 0; i < 16; ++i) {
+    tasks.push_back(pool.submit([&] {
+      const int now = running.fetch_add(1) + 1;
+      int seen = most.load();
+      while (now > seen && !most.compare_exchange_weak(seen, now)) {
+      }
+      auto child = pool.submit([] { std::this_thread::sleep_for(1ms); });
+      (void)child.wait_for(2ms);
+      child.wait();
+      std::this_thread::sleep_for(2ms);
+      running.fetch_sub(1);
+    }));
+  }
+  for (auto& f : tasks) f.get();
+  EXPECT_EQ(most.load(), 1);
+}
+
+// A relay of continuations (each link submits the next and returns once it has started): the
+// lineage of a job ends at its first ancestor that returned, so memory stays bounded and nothing
+// is freed by a recursion as deep as the chain (that once overflowed the stack at 1,000,000).
+TEST(ThreadPoolNestedTest, LongRelayOfContinuationsFinishes) {
+  constexpr long kLinks = 200'000;
+  ThreadPool pool({.workers = 2});
+  std::latch done(1);
+  std::function<void(long, std::shared_ptr<std::atomic<bool>>)> step =
+      [&](long n, std::shared_ptr<std::atomic<bool>> handed_to_me) {
+        if (n == kLinks) {
+          handed_to_me->store(true);
+          done.count_down();
+          return;
+        }
+        auto mine = std::make_shared<std::atomic<bool>>(false);
+        (void)pool.submit(step, n + 1, mine);
+        handed_to_me->store(true);
+        while (!mine->load()) std::this_thread::yield();
+      };
+  (void)pool.submit(step, 0L, std::make_shared<std::atomic<bool>>(false));
+  done.wait();
+}
+
+// A future as_completed yielded, dropped by the caller, must not make a stranger's task that later
+// takes its address look awaited.
+TEST(ThreadPoolNestedTest, AsCompletedRunsNoStrangerAtAReusedAddress) {
+  ThreadPool pool({.workers = 1});
+  std::atomic<int> strangers_inside{0};
+  std::atomic<std::thread::id> waiting_thread{};
+  auto top = pool.submit([&] {
+    std::vector<Future<int>> futures;
+    for (int i = 0; i < 20; ++i) futures.push_back(pool.submit([i] { return i; }));
+    waiting_thread = std::this_thread::get_id();
+    for (auto& f : as_completed(futures)) {
+      Future<int> taken = std::move(f);
+      (void)taken.get();
+      taken = Future<int>();  // its state may be freed now
+      (void)pool.submit([&] {
+        if (waiting_thread.load() == std::this_thread::get_id()) strangers_inside.fetch_add(1);
+        return 0;
+      });
+    }
+    waiting_thread = std::thread::id{};
+  });
+  top.get();
+  pool.shutdown({.wait = true});
+  EXPECT_EQ(strangers_inside.load(), 0);
+}
+
+// Huge timeouts wait for the result instead of overflowing into the past.
+TEST(ThreadPoolNestedTest, HugeTimeoutsWaitForTheResult) {
+  ThreadPool pool({.workers = 1});
+  auto slow = [] {
+    std::this_thread::sleep_for(50ms);
+    return 1;
+  };
+  EXPECT_TRUE(pool.submit(slow).wait_for(std::chrono::hours::max()));
+  EXPECT_TRUE(pool.submit(slow).wait_for(std::chrono::nanoseconds::max()));
+  EXPECT_TRUE(pool.submit(slow).wait_until(std::chrono::system_clock::time_point::max()));
+}
+
+// A graceful shutdown lets running tasks finish, sub-tasks and nested maps included: work already
+// accepted is not failed with PoolClosed.
+TEST(ThreadPoolNestedTest, ShutdownLetsRunningTasksFinishTheirSubTasks) {
+  std::vector<Future<long>> results;
+  {
+    ThreadPool pool({.workers = 2});
+    for (int i = 0; i < 4; ++i) {
+      results.push_back(pool.submit([&pool] { return fib_nested(pool, 14); }));
+      results.push_back(pool.submit([&pool] {
+        std::vector<int> v(8, 1);
+        auto out = pool.map([](int x) { return x; }, v, {.chunksize = 1});
+        return std::accumulate(out.begin(), out.end(), 0L);
+      }));
+    }
+    pool.shutdown({.wait = true});
+    EXPECT_THROW((void)pool.submit([] { return 0L; }), PoolClosed) << "outside work is refused";
+  }
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    EXPECT_EQ(results[i].get(), i % 2 == 0 ? fib_serial(14) : 8) << i;
+  }
 }
 
 }  // namespace

@@ -88,7 +88,8 @@ class StateBase {
           pool_, mu_, cv_, [this] { return settled(); }, self);
       return true;
     }
-    BlockedWorker blocked(pool_);
+    const void* const self[] = {job_identity_};
+    BlockedWorker blocked(pool_, self);
     std::unique_lock lock(mu_);
     return cv_.wait_until(lock, *deadline, [this] { return settled(); });
   }
@@ -270,6 +271,23 @@ template <class R>
 const void* job_identity(const Future<R>& future) noexcept {
   return future.state_ ? future.state_->job_identity() : nullptr;
 }
+template <class R>
+std::shared_ptr<const StateBase> job_state(const Future<R>& future) noexcept {
+  return future.state_;
+}
+
+// now + timeout, saturated at 100 years: a huge timeout (hours::max()) must wait, not overflow
+// into the past.
+template <class Clock, class Rep, class Period>
+typename Clock::time_point saturated_deadline(typename Clock::time_point now,
+                                              std::chrono::duration<Rep, Period> timeout) {
+  constexpr auto kLongest = std::chrono::hours(24 * 365 * 100);
+  if (timeout <= std::chrono::duration<Rep, Period>::zero()) return now;
+  if (timeout >= std::chrono::duration_cast<std::chrono::duration<Rep, Period>>(kLongest)) {
+    return now + std::chrono::duration_cast<typename Clock::duration>(kLongest);
+  }
+  return now + std::chrono::duration_cast<typename Clock::duration>(timeout);
+}
 }  // namespace detail
 
 // The result of a task submitted to a pool. Move-only. Destroying a Future never blocks and never
@@ -316,15 +334,20 @@ class [[nodiscard]] Future {
   // a worker, a spare thread stands in while it blocks). Returns done().
   template <class Rep, class Period>
   bool wait_for(std::chrono::duration<Rep, Period> timeout) const {
-    return wait_until(std::chrono::steady_clock::now() + timeout);
+    check_valid();
+    return state_->wait_until_steady(detail::saturated_deadline<std::chrono::steady_clock>(
+        std::chrono::steady_clock::now(), timeout));
   }
   template <class Clock, class Duration>
   bool wait_until(std::chrono::time_point<Clock, Duration> deadline) const {
     check_valid();
-    const auto steady_deadline =
-        std::chrono::steady_clock::now() +
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(deadline - Clock::now());
-    return state_->wait_until_steady(steady_deadline);
+    // On the steady clock: what is left until `deadline` (zero if it passed; saturated if huge).
+    const auto now = Clock::now();
+    const auto left = deadline <= now                               ? Clock::duration::zero()
+                      : deadline - now < Clock::duration::max() / 2 ? deadline - now
+                                                                    : Clock::duration::max() / 2;
+    return state_->wait_until_steady(detail::saturated_deadline<std::chrono::steady_clock>(
+        std::chrono::steady_clock::now(), left));
   }
 
   // True once the task succeeded, failed or was cancelled. Never blocks.
@@ -351,6 +374,9 @@ class [[nodiscard]] Future {
  private:
   template <class T>
   friend const void* detail::job_identity(const Future<T>& future) noexcept;
+  template <class T>
+  friend std::shared_ptr<const detail::StateBase> detail::job_state(
+      const Future<T>& future) noexcept;
 
   void check_valid() const {
     if (!state_) throw Error("crew::Future has no state (default-constructed or moved from)");
@@ -401,6 +427,9 @@ class AsCompleted {
     for (std::size_t i = 0; i < futures.size(); ++i) {
       futures[i].on_done([queue = queue_, i] { queue->push(i); });
       jobs_.push_back(detail::job_identity(futures[i]));
+      // Held so that no identity in jobs_ can be reused by another task once the caller drops a
+      // future it was given: a waiter would then run a stranger's task.
+      states_.push_back(detail::job_state(futures[i]));
     }
   }
 
@@ -443,6 +472,7 @@ class AsCompleted {
   std::vector<Future<R>>* futures_;
   std::shared_ptr<detail::CompletionQueue> queue_;
   std::vector<const void*> jobs_;  // the futures' jobs, which a waiting worker may run
+  std::vector<std::shared_ptr<const detail::StateBase>> states_;  // keeps jobs_ unique
   std::size_t yielded_ = 0;
 };
 

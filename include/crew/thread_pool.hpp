@@ -204,12 +204,13 @@ class [[nodiscard]] ImapRange {
 // at any depth and with any number of workers, one included.
 //
 // The helping rule: a worker that waits without a deadline (Future::get/wait, map, imap,
-// as_completed, wait_any) runs meanwhile only the task it waits on, if that has not started, and
-// its own descendants (tasks submitted from inside the task it is running, directly or by their
-// sub-tasks) — never an unrelated queued task, so nothing foreign runs inside a lock the waiter
-// holds (oneTBB's task isolation, on every wait). A timed wait (wait_for/wait_until) runs nothing
-// and returns by its deadline; while it blocks, a spare thread takes the worker's place.
-// Avoid: a task waiting on work that only its caller can unblock after the wait.
+// as_completed, wait_any) runs meanwhile only what it waits on — the task(s) or map chunks it
+// names, if not started, and the sub-tasks those submit — never a sibling or an unrelated task, so
+// nothing foreign runs inside a lock the waiter holds (oneTBB's task isolation, on every wait). A
+// timed wait (wait_for/wait_until) runs nothing and returns by its deadline; while it blocks, a
+// spare thread runs what it waits on. After shutdown(), running tasks may still submit and map.
+// Limits: nested waits run on the waiter's stack (depth costs stack); a wait on another pool's
+// future blocks the worker plainly.
 class ThreadPool {
  public:
   // Starts the workers. Blocks: until the threads exist.
@@ -346,9 +347,10 @@ class ThreadPool {
             options));
   }
 
-  // Stops taking work. With wait, blocks until queued tasks ran and workers exited (from inside a
-  // task it only closes: a worker cannot join itself). With cancel_pending, queued tasks are
-  // cancelled (their get() throws crew::Cancelled). Idempotent. Throws: nothing.
+  // Stops taking work from outside (tasks still running may submit and map: their sub-tasks are
+  // part of the accepted work). With wait, blocks until queued tasks ran and workers exited (from
+  // inside a task it only closes: a worker cannot join itself). With cancel_pending, queued tasks
+  // are cancelled (their get() throws crew::Cancelled). Idempotent. Throws: nothing.
   ShutdownReport shutdown(const ShutdownOptions& options = {});
 
  private:

@@ -291,7 +291,8 @@ auto run_bulk(ThreadPoolCore& core, const Fn& fn, Range& input, const MapOptions
     out.resize(size);
   }
   if (size == 0) return out;
-  if (core.closed())
+  // A running task of the pool may still map while it drains (enqueue() takes its sub-tasks too).
+  if (core.closed() && current_worker_pool() != &core)
     throw PoolClosed(std::string("crew::ThreadPool: cannot ") + what + " after shutdown()");
 
   const std::size_t chunksize =
@@ -434,9 +435,11 @@ class StreamRun final : public StreamSource<R, Mode>,
       completed_.erase(it);
       return true;
     };
-    wait_helping(&core_, mu_, cv_, [this] {
-      return ordered_ ? completed_.count(next_to_yield_) != 0 : !completed_.empty();
-    });
+    const void* const self[] = {identity()};
+    wait_helping(
+        &core_, mu_, cv_,
+        [this] { return ordered_ ? completed_.count(next_to_yield_) != 0 : !completed_.empty(); },
+        self);
     {
       std::unique_lock lock(mu_);
       cv_.wait(lock, take);
@@ -453,8 +456,13 @@ class StreamRun final : public StreamSource<R, Mode>,
       cancelled_ = true;
       if (running_ == 0) return;
     }
-    wait_helping(&core_, mu_, cv_, [this] { return running_ == 0; });
+    const void* const self[] = {identity()};
+    wait_helping(
+        &core_, mu_, cv_, [this] { return running_ == 0; }, self);
   }
+
+  // What its chunk jobs carry as their group (see Job::group).
+  const void* identity() const noexcept { return static_cast<const void*>(this); }
 
   std::size_t chunks_consumed() const noexcept override { return consumed_; }
   std::size_t chunks_total_if_known() const noexcept override {
@@ -465,7 +473,9 @@ class StreamRun final : public StreamSource<R, Mode>,
   class ChunkJob final : public Job {
    public:
     ChunkJob(std::shared_ptr<StreamRun> run, std::shared_ptr<Chunk> chunk, Payload payload)
-        : run_(std::move(run)), chunk_(std::move(chunk)), payload_(std::move(payload)) {}
+        : run_(std::move(run)), chunk_(std::move(chunk)), payload_(std::move(payload)) {
+      group = run_->identity();  // a waiter on the run may run any of its chunks
+    }
     // The chunk is handed over to the run's reorder buffer: once complete() publishes it, this job
     // holds no reference to it, so only the consumer's thread frees its results and error.
     void run() noexcept override { run_->execute(std::move(chunk_), payload_); }
@@ -603,7 +613,9 @@ template <class R, MapMode Mode, class Fn, class Range>
 std::shared_ptr<StreamSource<R, Mode>> make_stream(ThreadPoolCore& core, Fn fn, Range&& input,
                                                    bool ordered, const MapOptions& options) {
   using View = std::views::all_t<Range>;
-  if (core.closed()) throw PoolClosed("crew::ThreadPool: cannot map after shutdown()");
+  if (core.closed() && current_worker_pool() != &core) {
+    throw PoolClosed("crew::ThreadPool: cannot map after shutdown()");
+  }
   return std::make_shared<StreamRun<R, Mode, Fn, View>>(
       core, std::move(fn), std::views::all(std::forward<Range>(input)), ordered, options);
 }

@@ -2,9 +2,9 @@
 // without deadlocking it or running work it did not ask for.
 //
 // The helping rule (documented for users in thread_pool.hpp): a worker that waits without a
-// deadline runs, meanwhile, only the task it waits for (if it has not started) and tasks submitted
-// from inside the task it is running, directly or through its sub-tasks. A timed wait runs nothing:
-// it blocks, and a spare thread takes its place in the pool until it returns.
+// deadline runs, meanwhile, only what it waits on — the task (or the map's chunks) it names, if
+// not started, and their sub-tasks — never its siblings or strangers. A timed wait runs nothing: it
+// blocks, and a spare thread runs what it waits on.
 #pragma once
 
 #include <condition_variable>
@@ -30,8 +30,8 @@ class HelpWait {
   virtual void block() = 0;
   virtual void kick() noexcept = 0;
 
-  // Tasks the waiter asked for by name (a future's own job, as_completed's futures' jobs): the
-  // waiter may run them even though it did not submit them.
+  // What the waiter waits on, by the identities its jobs carry (Job::group): a future's task, a
+  // map run, as_completed's futures. It may run those jobs and their sub-tasks, nothing else.
   std::span<const void* const> awaited;
 };
 
@@ -70,17 +70,19 @@ class CvHelpWait final : public HelpWait {
 // in wait.block() while there are none.
 void help_until(ThreadPoolCore* pool, HelpWait& wait);
 
-// Marks a worker of `pool` as blocked for the object's lifetime (a timed wait): the pool starts or
-// wakes a spare thread so its queue keeps `workers` threads. Does nothing on other threads.
+// Marks a worker of `pool` as blocked in a timed wait for the object's lifetime: it runs nothing
+// itself, so spare threads run the work it waits on (`awaited` and its sub-tasks). Does nothing on
+// other threads.
 class BlockedWorker {
  public:
-  explicit BlockedWorker(ThreadPoolCore* pool) noexcept;
+  BlockedWorker(ThreadPoolCore* pool, std::span<const void* const> awaited) noexcept;
   ~BlockedWorker();
   BlockedWorker(const BlockedWorker&) = delete;
   BlockedWorker& operator=(const BlockedWorker&) = delete;
 
  private:
   ThreadPoolCore* pool_;
+  std::span<const void* const> awaited_;
 };
 
 // Waits on mu/cv until ready_locked() (evaluated under mu). From a worker of `pool`, helps as
