@@ -39,17 +39,21 @@ const void* group_of(const Job& job) noexcept {
 }
 
 void run_job(Job& job) noexcept {
+  if (job.claim_once && job.claimed.exchange(true, std::memory_order_acq_rel)) return;
   RunFrame frame{&job, nullptr, t_frame};
   t_frame = &frame;
   job.run();
   t_frame = frame.outer;
 }
 
-// The lineage a job submitted from this thread to `pool` carries.
-std::weak_ptr<const Lineage> submitter_lineage(const ThreadPoolCore* pool) {
+// The lineage a job submitted from this thread to `pool` carries. `created`: this call made the
+// running job's link (the caller records it as the job's own_link under the pool's lock).
+std::weak_ptr<const Lineage> submitter_lineage(const ThreadPoolCore* pool, bool& created) {
+  created = false;
   if (t_current_pool != pool || t_frame == nullptr) return {};
   if (!t_frame->self) {
     t_frame->self = std::make_shared<Lineage>(t_frame->job->parent, group_of(*t_frame->job));
+    created = true;
   }
   return t_frame->self;
 }
@@ -108,11 +112,13 @@ ThreadPoolCore::ThreadPoolCore(std::size_t workers, LogHook on_log) : on_log_(st
 ThreadPoolCore::~ThreadPoolCore() { join_workers(); }
 
 void ThreadPoolCore::enqueue(std::shared_ptr<Job> job, std::size_t copies) {
-  job->parent = submitter_lineage(this);
+  bool created_link = false;
+  job->parent = submitter_lineage(this, created_link);
   bool wake_worker = false;
   bool wake_spare = false;
   {
     std::lock_guard lock(mu_);
+    if (created_link) t_frame->job->own_link = t_frame->self;
     // A running task of this pool may still submit while the pool drains: its sub-tasks are part
     // of work already accepted, and refusing them would fail it.
     if (closed_ && current_worker_pool() != this) {
@@ -252,12 +258,18 @@ std::shared_ptr<Job> ThreadPoolCore::take_for_spares() {
 }
 
 void ThreadPoolCore::help_until(HelpWait& wait) {
+  // The task waited on, if still queued, runs here at once: no scan of the queue to find it.
+  if (wait.claimable != nullptr) run_job(*wait.claimable);
   for (;;) {
     if (wait.ready()) return;
     std::shared_ptr<Job> job;
     {
       std::lock_guard lock(mu_);
-      job = take_allowed(wait.awaited);
+      // A claimed task that submitted nothing has no sub-task to look for: skip the scan (a chain
+      // of tasks each waiting on the previous one would otherwise scan the queue once per wait).
+      const bool nothing_to_find = wait.claimable != nullptr && wait.awaited.size() == 1 &&
+                                   wait.claimable->own_link.expired();
+      if (!nothing_to_find) job = take_allowed(wait.awaited);
       if (!job) blocked_.push_back({wait.awaited, &wait});
     }
     if (job) {
@@ -312,8 +324,12 @@ ShutdownReport ThreadPoolCore::shutdown(const ShutdownOptions& options) {
     queued_.store(queue_.size(), std::memory_order_relaxed);
   }
   ShutdownReport report;
-  // Cancelling settles each future, which wakes whoever waits on it (a helper included).
-  for (auto& job : dropped) report.tasks_cancelled += job->cancel_queued();
+  // Cancelling settles each future, which wakes whoever waits on it (a helper included). A task a
+  // waiter already claimed is not cancelled: it ran, or runs.
+  for (auto& job : dropped) {
+    if (job->claim_once && job->claimed.exchange(true, std::memory_order_acq_rel)) continue;
+    report.tasks_cancelled += job->cancel_queued();
+  }
   dropped.clear();
   // A worker cannot join itself: shutdown(wait) from inside a task only closes the pool; the
   // destructor joins.

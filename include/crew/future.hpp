@@ -82,20 +82,19 @@ class StateBase {
   // blocks in one hands its place in the pool to a spare thread meanwhile.
   bool wait_until_steady(std::optional<std::chrono::steady_clock::time_point> deadline) const {
     if (settled()) return true;
+    const void* const self[] = {job_identity()};
     if (!deadline) {
-      const void* const self[] = {job_identity_};
       wait_helping(
-          pool_, mu_, cv_, [this] { return settled(); }, self);
+          pool_, mu_, cv_, [this] { return settled(); }, self, job_);
       return true;
     }
-    const void* const self[] = {job_identity_};
     BlockedWorker blocked(pool_, self);
     std::unique_lock lock(mu_);
     return cv_.wait_until(lock, *deadline, [this] { return settled(); });
   }
 
   // The queued job that runs this task (for the helping rule), or nullptr.
-  const void* job_identity() const noexcept { return job_identity_; }
+  const void* job_identity() const noexcept { return static_cast<const void*>(job_); }
 
   CancelResult cancel() {
     TaskStatus expected = TaskStatus::kPending;
@@ -165,7 +164,7 @@ class StateBase {
   }
 
   // Called once by the job that runs this task, before it is queued.
-  void set_job_identity(const void* job) noexcept { job_identity_ = job; }
+  void set_job(Job* job) noexcept { job_ = job; }
 
   // Runner side: pending → running. False when the task was cancelled first.
   bool try_start() noexcept {
@@ -214,7 +213,7 @@ class StateBase {
   }
 
   ThreadPoolCore* const pool_;  // never dereferenced except by a worker of that pool
-  const void* job_identity_ = nullptr;
+  Job* job_ = nullptr;          // the job that runs this task (a waiting worker may claim it)
   std::shared_ptr<FailureLog> failures_;
   std::stop_source stop_;
   std::atomic<TaskStatus> status_{TaskStatus::kPending};

@@ -52,7 +52,8 @@ class TaskJob final : public State<R>, public Job {
   TaskJob(ThreadPoolCore* pool, std::shared_ptr<FailureLog> failures, Fn fn, Args... args)
       : State<R>(pool, std::move(failures), kStoppable),
         call_(std::in_place, std::move(fn), std::move(args)...) {
-    this->set_job_identity(static_cast<const Job*>(this));
+    this->set_job(this);
+    claim_once = true;
   }
 
   void run() noexcept override {

@@ -105,38 +105,6 @@ bool send_with_fd(int fd, const void* data, std::size_t size, int passed) {
   }
 }
 
-bool recv_with_fd(int fd, void* data, std::size_t size, int& passed) {
-  passed = -1;
-  iovec iov{data, size};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr message{};
-  message.msg_iov = &iov;
-  message.msg_iovlen = 1;
-  message.msg_control = control;
-  message.msg_controllen = sizeof control;
-  ssize_t got;
-  do {
-    got = ::recvmsg(fd, &message, MSG_CMSG_CLOEXEC | MSG_WAITALL);
-  } while (got < 0 && errno == EINTR);
-  if (got < 0) {
-    if (peer_gone(errno)) return false;
-    throw std::system_error(errno, std::generic_category(), "crew: recvmsg from the zygote");
-  }
-  for (cmsghdr* header = CMSG_FIRSTHDR(&message); header != nullptr;
-       header = CMSG_NXTHDR(&message, header)) {
-    if (header->cmsg_level == SOL_SOCKET && header->cmsg_type == SCM_RIGHTS) {
-      std::memcpy(&passed, CMSG_DATA(header), sizeof(int));
-    }
-  }
-  if (static_cast<std::size_t>(got) != size) {
-    if (passed >= 0) ::close(passed);
-    passed = -1;
-    if (got == 0) return false;
-    return read_exact(fd, static_cast<char*>(data) + got, size - static_cast<std::size_t>(got));
-  }
-  return true;
-}
-
 void make_socket_pair(int (&fds)[2]) {
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     throw std::system_error(errno, std::generic_category(), "crew: socketpair");

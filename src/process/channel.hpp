@@ -63,9 +63,6 @@ bool read_exact(int fd, void* data, std::size_t size);
 // Sends `size` bytes and, with them, descriptor `passed` (SCM_RIGHTS), or no descriptor when
 // passed < 0. Returns false when the peer is gone.
 bool send_with_fd(int fd, const void* data, std::size_t size, int passed);
-// Receives exactly `size` bytes and the descriptor sent with them (-1 if none). Returns false at
-// end of stream.
-bool recv_with_fd(int fd, void* data, std::size_t size, int& passed);
 
 // Makes a connected pair of Unix stream sockets with close-on-exec set, and large buffers so a
 // map chunk crosses in few system calls. Throws: std::system_error.

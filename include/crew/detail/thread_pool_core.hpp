@@ -48,6 +48,16 @@ class Job {
   // Set by enqueue(), before the job is visible to any worker: the lineage of the job that was
   // running on the submitting worker; empty when a thread outside the pool submitted it.
   std::weak_ptr<const Lineage> parent;
+
+  // A job queued once (a task) is run by whoever claims it first: a worker popping it, or a
+  // waiter that claims it straight from its future without scanning the queue; the other finds
+  // it claimed and skips it. Set before the job is queued.
+  bool claim_once = false;
+  std::atomic<bool> claimed{false};
+  // Guarded by the pool's lock: the link of this job's running frame once it has submitted
+  // something (a claim_once job runs in one frame). Expired: it has no sub-task a waiter could
+  // look for.
+  mutable std::weak_ptr<const Lineage> own_link;
 };
 
 class ThreadPoolCore {

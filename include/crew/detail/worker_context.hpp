@@ -15,6 +15,7 @@
 namespace crew::detail {
 
 class ThreadPoolCore;
+class Job;
 
 // The pool whose worker is the calling thread, or nullptr. Thread safety: reads a thread_local.
 ThreadPoolCore* current_worker_pool() noexcept;
@@ -33,6 +34,8 @@ class HelpWait {
   // What the waiter waits on, by the identities its jobs carry (Job::group): a future's task, a
   // map run, as_completed's futures. It may run those jobs and their sub-tasks, nothing else.
   std::span<const void* const> awaited;
+  // A queued task the waiter may claim and run at once, without scanning the queue for it.
+  Job* claimable = nullptr;
 };
 
 // A HelpWait over an object that already has a mutex, a condition variable notified whenever its
@@ -89,10 +92,11 @@ class BlockedWorker {
 // help_until() does.
 template <class Mutex, class Ready>
 void wait_helping(ThreadPoolCore* pool, Mutex& mu, std::condition_variable& cv, Ready ready_locked,
-                  std::span<const void* const> awaited = {}) {
+                  std::span<const void* const> awaited = {}, Job* claimable = nullptr) {
   if (pool != nullptr && current_worker_pool() == pool) {
     CvHelpWait<Mutex, Ready> wait(mu, cv, ready_locked);
     wait.awaited = awaited;
+    wait.claimable = claimable;
     help_until(pool, wait);
     return;
   }
