@@ -34,6 +34,8 @@
 #include <system_error>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "crew/detail/process_core.hpp"
 #include "crew/errors.hpp"
@@ -402,12 +404,20 @@ class ProcessCore::Impl {
         begin_closing_if_done();
         if (closing_ && live_processes() == 0) return;
       }
-      const int ready = ::epoll_wait(epoll_, events, 64, wait_timeout_ms());
+      // Frames already buffered (a worker's turn ended at its budget) raise no epoll event: the
+      // wait must not sleep on them.
+      const int ready = ::epoll_wait(epoll_, events, 64, unread_.empty() ? wait_timeout_ms() : 0);
       if (ready < 0) {
         if (errno == EINTR) continue;
         throw_errno(errno, "crew: epoll_wait");
       }
       for (int i = 0; i < ready; ++i) handle_event(events[i].data.u64, events[i].events);
+      for (const std::uint32_t id : std::exchange(unread_, {})) {
+        auto it = workers_.find(id);
+        if (it != workers_.end() && it->second.socket >= 0) {
+          read_from_worker(it->second, kFramesPerWakeup);
+        }
+      }
       enforce_deadlines();
     }
   }
@@ -723,7 +733,12 @@ class ProcessCore::Impl {
   // for the rest, so one chatty worker cannot starve the others), or all of them when its process
   // is gone. Never blocks.
   void read_from_worker(Worker& worker, std::size_t budget) {
-    while (worker.socket >= 0 && budget-- > 0) {
+    for (;;) {
+      if (worker.socket < 0) return;
+      if (budget-- == 0) {
+        unread_.push_back(worker.id);  // its turn is over; the loop comes back to it
+        return;
+      }
       FrameKind kind{};
       std::string_view body;
       IoStatus status = IoStatus::kOpen;
@@ -1083,6 +1098,7 @@ class ProcessCore::Impl {
   int zygote_pidfd_ = -1;
   std::size_t spawns_pending_ = 0;
   std::unordered_map<std::uint32_t, Worker> workers_;
+  std::vector<std::uint32_t> unread_;  // workers whose turn ended with frames maybe still buffered
   std::deque<Clock::time_point> crash_times_;
   bool closing_ = false;
   bool closing_signalled_ = false;  // stragglers were sent SIGTERM after kExitGrace

@@ -172,6 +172,39 @@ int write_garbage_frame(int) {
   for (;;) ::pause();
 }
 
+// A task that writes 300 well-formed "ready" frames to its own socket before its real reply: more
+// frames at once than the dispatcher takes from one worker per turn.
+int write_many_ready_frames(int x) {
+  int socket_fd = -1;
+  DIR* fds = ::opendir("/proc/self/fd");
+  while (dirent* entry = ::readdir(fds)) {
+    char target[64] = {};
+    const std::string path = std::string("/proc/self/fd/") + entry->d_name;
+    if (::readlink(path.c_str(), target, sizeof target - 1) > 0 &&
+        std::string(target).rfind("socket:", 0) == 0) {
+      socket_fd = std::atoi(entry->d_name);
+    }
+  }
+  ::closedir(fds);
+  std::vector<std::uint32_t> words;
+  for (int i = 0; i < 300; ++i) words.insert(words.end(), {3, 0, 0, 0});  // kReady, size 0
+  [[maybe_unused]] const ssize_t ignored =
+      ::write(socket_fd, words.data(), words.size() * sizeof(std::uint32_t));
+  return 2 * x;
+}
+
+// The frames left in the buffer when a worker's turn ends raise no epoll event: they must still
+// be read (the reply behind them once waited forever).
+TEST(ProcessPoolHostileTest, FramesBufferedPastAWorkersTurnAreStillRead) {
+  const std::string verdict = run_in_child(seconds(30), [] {
+    ProcessPool pool({.workers = 1});
+    if (pool.submit(write_many_ready_frames, 21).get() != 42) return std::string("wrong result");
+    if (pool.submit(twice, 4).get() != 8) return std::string("wrong second result");
+    return std::string();
+  });
+  EXPECT_EQ(verdict, "");
+}
+
 TEST(ProcessPoolHostileTest, GarbageFrameFailsOnlyThatWorkersTask) {
   ProcessPool pool({.workers = 2});
   std::vector<Future<int>> futures;
