@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <ranges>
 #include <set>
@@ -372,22 +373,34 @@ TEST(ProcessPoolFailureTest, ParentKilledMidMapLeavesNoOrphan) {
   int status = 0;
   ASSERT_EQ(::waitpid(parent, &status, 0), parent);
   const auto killed_at = Clock::now();
-  // Orphans come to us (the subreaper): reap each as it exits, and time the last.
+  // Orphans come to us (the subreaper): reap every child as it exits — the listed ones and any
+  // other the host left (a worker it was starting) — and time the last.
   std::set<int> left(pids.begin(), pids.end());
-  while (!left.empty() && Clock::now() - killed_at < seconds(10)) {
+  while (Clock::now() - killed_at < seconds(10)) {
+    for (pid_t reaped; (reaped = ::waitpid(-1, &status, WNOHANG)) > 0;) left.erase(reaped);
     for (auto it = left.begin(); it != left.end();) {
-      if (::waitpid(*it, &status, WNOHANG) == *it || !process_exists(*it)) {
-        it = left.erase(it);
-      } else {
-        ++it;
-      }
+      it = process_exists(*it) ? std::next(it) : left.erase(it);
     }
+    if (left.empty() && crew::testing::count_children() == 0) break;
     ::usleep(5000);
   }
   const auto took = std::chrono::duration_cast<milliseconds>(Clock::now() - killed_at);
-  for (int pid : pids) (void)::waitpid(pid, &status, WNOHANG);  // reap any still unreaped
+  std::string alive;
+  {
+    std::ifstream kids("/proc/self/task/" + std::to_string(::getpid()) + "/children");
+    for (long pid = 0; kids >> pid;) {
+      std::ifstream cmdline("/proc/" + std::to_string(pid) + "/cmdline");
+      std::string name;
+      std::getline(cmdline, name, '\0');
+      alive += std::to_string(pid) + " (" + name + ") ";
+      ::kill(static_cast<pid_t>(pid), SIGKILL);
+      (void)::waitpid(static_cast<pid_t>(pid), &status, 0);
+    }
+  }
   ::prctl(PR_SET_CHILD_SUBREAPER, 0);
   EXPECT_TRUE(left.empty()) << left.size() << " process(es) outlived their parent by 10 s";
+  EXPECT_EQ(alive, "") << "orphans still alive 10 s after their host was killed (listed: " << text
+                       << ")";
   EXPECT_LT(took, seconds(3)) << "goal: within 1 s; took " << took.count() << " ms";
   RecordProperty("orphans_gone_ms", static_cast<int>(took.count()));
 }
