@@ -316,6 +316,7 @@ class ProcessCore::Impl {
     int pair[2];
     make_socket_pair(pair);
     const pid_t host = ::getpid();
+    ZygotePlan plan(target_workers_);  // what the zygote needs, allocated before the fork
     // No fflush before the fork: the workers discard the stdio buffers they inherit, and
     // fflush(nullptr) takes every FILE's lock — a host thread blocked in fgets(stdin) holds
     // stdin's, and making the pool would wait for its input.
@@ -328,7 +329,7 @@ class ProcessCore::Impl {
     }
     if (pid == 0) {
       ::close(pair[0]);
-      run_zygote(pair[1], host, options_);
+      run_zygote(pair[1], host, options_, plan);
     }
     ::close(pair[1]);
     zygote_pid_ = pid;

@@ -21,7 +21,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
-#include <fstream>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -115,19 +114,6 @@ void reset_signals() noexcept {
   ::sigprocmask(SIG_SETMASK, &none, nullptr);
 }
 
-// True when the host thread that forked the zygote is the host's main thread. With CLONE_PARENT a
-// worker's parent is that thread, and PR_SET_PDEATHSIG fires when that *thread* exits: only for
-// the main thread is that the end of the host (short of a pthread_exit() from main()).
-bool forked_by_main_thread(pid_t host) {
-  std::ifstream children("/proc/" + std::to_string(host) + "/task/" + std::to_string(host) +
-                         "/children");
-  const pid_t self = ::getpid();
-  for (pid_t pid = 0; children >> pid;) {
-    if (pid == self) return true;
-  }
-  return false;
-}
-
 std::int64_t cpu_now_ns() {
   timespec now{};
   ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now);
@@ -174,25 +160,28 @@ void flush_standard_streams() noexcept {
 }
 
 // The zygote's watch over the workers it cloned: their pidfds (not its children, so no wait).
+// Works in the plan's vectors, whose capacity the host reserved: no allocation after the fork.
 class CloneWatch {
  public:
-  void add(int pidfd) { pidfds_.push_back(pidfd); }
+  explicit CloneWatch(std::vector<int>& pidfds) : pidfds_(pidfds) {}
+  void add(int pidfd) { pidfds_.push_back(pidfd); }  // allocates only past the reserved bound
   bool empty() const noexcept { return pidfds_.empty(); }
   // Appends a pollfd per worker to `fds`.
   void poll_on(std::vector<pollfd>& fds) const {
     for (int fd : pidfds_) fds.push_back({.fd = fd, .events = POLLIN, .revents = 0});
   }
-  // Forgets the workers whose pidfd in `fds` (from `first` on) says they exited.
+  // Forgets the workers whose pidfd in `fds` (from `first` on, in the order poll_on wrote them)
+  // says they exited.
   void forget_exited(const std::vector<pollfd>& fds, std::size_t first) {
-    std::vector<int> alive;
+    std::size_t kept = 0;
     for (std::size_t i = first; i < fds.size(); ++i) {
       if (fds[i].revents != 0) {
         ::close(fds[i].fd);
       } else {
-        alive.push_back(fds[i].fd);
+        pidfds_[kept++] = fds[i].fd;
       }
     }
-    pidfds_.swap(alive);
+    pidfds_.resize(kept);
   }
   [[noreturn]] void kill_all_and_exit() {
     for (int fd : pidfds_) pidfd_kill(fd);
@@ -200,7 +189,7 @@ class CloneWatch {
   }
 
  private:
-  std::vector<int> pidfds_;
+  std::vector<int>& pidfds_;
 };
 
 // Clones one worker and sends its pid and socket to the host. false: the host is gone.
@@ -232,19 +221,30 @@ bool spawn_worker(int control, pid_t host, const ProcessPoolOptions& options, Cl
 
 }  // namespace
 
-void run_zygote(int control, pid_t host, const ProcessPoolOptions& options) noexcept {
+ZygotePlan::ZygotePlan(std::size_t max_workers)
+    : crew_fd_floor(detail::crew_fd_floor()),
+      // With CLONE_PARENT a worker's parent is the thread that forks the zygote: only for the
+      // main thread is its exit the host's end.
+      parent_death_signal(::syscall(SYS_gettid) == ::getpid()) {
+  // Workers alive at once: the pool's, plus retiring ones not yet gone and their replacements.
+  clone_pidfds.reserve(2 * max_workers + 16);
+  poll_fds.reserve(2 * max_workers + 18);
+}
+
+void run_zygote(int control, pid_t host, const ProcessPoolOptions& options,
+                ZygotePlan& plan) noexcept {
   reset_signals();
   open_standard_descriptors();
-  g_crew_fd_floor = crew_fd_floor();  // before anything is closed: the host's table as it was
+  g_crew_fd_floor = plan.crew_fd_floor;  // measured by the host: the table as it was
   control = keep_only(control, g_crew_fd_floor);
   // The zygote watches the host instead of each worker ticking a timer: it is idle and
   // single-threaded, so it can wait on the host's pidfd and kill every worker it cloned the moment
   // the host dies, whatever those workers are doing. Workers stay single-threaded and signal-free.
   const long host_pidfd = raw_pidfd_open(host);
   if (host_pidfd < 0 || ::getppid() != host) ::_exit(0);  // the host died before we could watch
-  g_parent_death_signal = forked_by_main_thread(host);
-  CloneWatch clones;
-  std::vector<pollfd> fds;
+  g_parent_death_signal = plan.parent_death_signal;
+  CloneWatch clones(plan.clone_pidfds);
+  std::vector<pollfd>& fds = plan.poll_fds;
   for (;;) {
     fds.clear();
     fds.push_back({.fd = static_cast<int>(host_pidfd), .events = POLLIN, .revents = 0});

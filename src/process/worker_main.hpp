@@ -2,7 +2,11 @@
 // made once per pool) and the workers it clones.
 #pragma once
 
+#include <poll.h>
 #include <sys/types.h>
+
+#include <cstddef>
+#include <vector>
 
 #include "crew/options.hpp"
 
@@ -19,7 +23,23 @@ namespace crew::detail {
 // signal mask (the host may block signals, as crew's CLI does), and no descriptor open but 0, 1,
 // 2 and crew's own, which is close-on-exec and numbered above every descriptor the host had open
 // (see docs/process_pool.md, "Rules the pool relies on").
-[[noreturn]] void run_zygote(int control, pid_t host, const ProcessPoolOptions& options) noexcept;
+//
+// The zygote is forked from a host that may run threads, so after the fork it allocates nothing
+// (another thread may have held an allocator lock at fork time; ASan's allocator, unlike glibc's,
+// is not reset in the child): what it needs is measured and allocated by the host before the
+// fork, in a ZygotePlan.
+class ZygotePlan {
+ public:
+  // In the host, just before the fork: `max_workers` bounds the workers alive at once.
+  explicit ZygotePlan(std::size_t max_workers);
+  int crew_fd_floor = 3;                // crew's descriptor in a worker sits at or above this
+  bool parent_death_signal = false;     // made on the host's main thread (see run_worker)
+  std::vector<int> clone_pidfds;        // capacity reserved: the workers the zygote watches
+  std::vector<struct pollfd> poll_fds;  // capacity reserved: host, control and each worker
+};
+
+[[noreturn]] void run_zygote(int control, pid_t host, const ProcessPoolOptions& options,
+                             ZygotePlan& plan) noexcept;
 
 // A worker: runs the initializer, says READY, then serves requests on `socket` until it reads
 // end of stream or a QUIT frame (or the zygote kills it: the host died). Never returns.
