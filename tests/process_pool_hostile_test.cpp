@@ -21,6 +21,7 @@
 #include <functional>
 #include <mutex>
 #include <numeric>
+#include <optional>
 #include <stop_token>
 #include <string>
 #include <thread>
@@ -345,6 +346,13 @@ std::size_t open_descriptors() {
 }
 
 TEST(ProcessPoolHostileTest, DescriptorExhaustionBreaksPoolClearlyAndReapsEveryChild) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The ASan build also runs UBSan, whose check of every virtual call probes the object's memory
+  // through a pipe: with no descriptor left that probe fails, and it reports an "invalid vptr"
+  // on a sound object (seen in the library's own make_error and in Future's destructor, 1 run in
+  // ~20). The release build runs this test.
+  GTEST_SKIP() << "UBSan's vptr check needs free descriptors itself";
+#endif
   const std::string verdict = run_in_child(seconds(60), [] {
     std::mutex mu;
     std::vector<std::string> logs;
@@ -356,8 +364,12 @@ TEST(ProcessPoolHostileTest, DescriptorExhaustionBreaksPoolClearlyAndReapsEveryC
     ::setrlimit(RLIMIT_NOFILE, &tight);
     // Errors are read once the limit is lifted: the sanitizers' checks of a polymorphic call
     // (what()) need descriptors themselves.
+    // Likewise the pool and the futures are destroyed only after the limit is lifted (a virtual
+    // destructor is such a call: UBSan once reported an "invalid vptr" there, at the limit).
     std::vector<std::exception_ptr> errors;
     std::string reason;
+    std::optional<ProcessPool> pool;
+    std::vector<Future<int>> futures;
     try {
       ProcessPoolOptions options;
       options.workers = 8;
@@ -365,9 +377,8 @@ TEST(ProcessPoolHostileTest, DescriptorExhaustionBreaksPoolClearlyAndReapsEveryC
         std::lock_guard lock(mu);
         logs.emplace_back(line);
       };
-      ProcessPool pool(std::move(options));
-      std::vector<Future<int>> futures;
-      for (int i = 0; i < 50; ++i) futures.push_back(pool.submit(twice, i));
+      pool.emplace(std::move(options));
+      for (int i = 0; i < 50; ++i) futures.push_back(pool->submit(twice, i));
       for (auto& future : futures) {
         try {
           (void)future.get();
@@ -377,14 +388,16 @@ TEST(ProcessPoolHostileTest, DescriptorExhaustionBreaksPoolClearlyAndReapsEveryC
       }
       // Every spawn reply has come (or the pool broke first): wait for the reason.
       const auto deadline = Clock::now() + seconds(20);
-      while (pool.broken_reason().empty() && Clock::now() < deadline) {
+      while (pool->broken_reason().empty() && Clock::now() < deadline) {
         std::this_thread::sleep_for(milliseconds(10));
       }
-      reason = pool.broken_reason();
+      reason = pool->broken_reason();
     } catch (...) {
       errors.push_back(std::current_exception());
     }
     ::setrlimit(RLIMIT_NOFILE, &old);
+    futures.clear();
+    pool.reset();
     std::string error = reason;
     for (const auto& failure : errors) {
       try {
