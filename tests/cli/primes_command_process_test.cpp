@@ -53,9 +53,13 @@ std::vector<GroupMember> group_members(pid_t group) {
   for (const auto& entry : std::filesystem::directory_iterator("/proc", error)) {
     const std::string name = entry.path().filename().string();
     if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::ifstream stat(entry.path() / "stat");
-    const std::string text((std::istreambuf_iterator<char>(stat)),
-                           std::istreambuf_iterator<char>());
+    std::string text;
+    try {
+      std::ifstream stat(entry.path() / "stat");
+      text.assign(std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>());
+    } catch (const std::ios_base::failure&) {
+      continue;  // it exited while we read (read() fails with ESRCH, libstdc++ throws)
+    }
     // The command name (field 2) may hold spaces and ')': count fields from the last ')'.
     const std::size_t paren = text.rfind(')');
     if (paren == std::string::npos) continue;  // gone while we read

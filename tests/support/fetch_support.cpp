@@ -8,7 +8,11 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <filesystem>
+#include <fstream>
+#include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 namespace crew::testing {
@@ -29,9 +33,45 @@ std::string url(std::uint16_t port, std::string_view target) {
   return "http://127.0.0.1:" + std::to_string(port) + std::string(target);
 }
 
+namespace {
+
+// Waits (up to 2 s) until every other thread of this process sleeps in a system call ('S' in
+// /proc/self/task/*/stat). A ProcessPool forks its zygote from this process: under
+// AddressSanitizer (GCC 12's runtime) an allocator lock held by another thread at that moment
+// stays held in every worker, which then hangs in its first malloc — seen once in ~40 runs of the
+// process fetch tests, with the server's thread still starting up when the pool forked.
+void wait_until_other_threads_sleep() {
+  const std::string self = std::to_string(::gettid());
+  const auto deadline = Clock::now() + 2s;
+  while (Clock::now() < deadline) {
+    bool all_asleep = true;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", error)) {
+      if (entry.path().filename() == self) continue;
+      std::string text;
+      try {
+        std::ifstream stat(entry.path() / "stat");
+        std::getline(stat, text);
+      } catch (const std::ios_base::failure&) {
+        continue;
+      }
+      const std::size_t paren = text.rfind(')');
+      if (paren != std::string::npos && paren + 2 < text.size() && text[paren + 2] != 'S') {
+        all_asleep = false;
+      }
+    }
+    if (all_asleep) return;
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+}  // namespace
+
 std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options) {
   auto server = std::make_unique<LatencyServer>(std::move(options));
   server->start();
+  // Its threads have started: let them settle before a test forks a pool.
+  wait_until_other_threads_sleep();
   return server;
 }
 

@@ -249,8 +249,13 @@ unsigned long long signal_set(pid_t pid, std::string_view field) {
 }
 
 std::chrono::milliseconds cpu_time(pid_t pid) {
-  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::string text;
+  try {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    text.assign(std::istreambuf_iterator<char>(stat), std::istreambuf_iterator<char>());
+  } catch (const std::ios_base::failure&) {
+    return {};  // it exited while we read (read() fails with ESRCH, libstdc++ throws)
+  }
   // The command name (field 2) may hold spaces and ')': count fields from the last ')'.
   const std::size_t paren = text.rfind(')');
   if (paren == std::string::npos) return {};
