@@ -155,8 +155,8 @@ TEST(ProcessPoolHostileTest, HangingTaskBeforeLargeArgumentStillTimesOut) {
   EXPECT_EQ(verdict, "");
 }
 
-// A task that writes a frame header announcing 2^62 bytes to its own socket, then waits.
-int write_garbage_frame(int) {
+// In a worker: crew's socket, its only one.
+int own_crew_socket() {
   int socket_fd = -1;
   DIR* fds = ::opendir("/proc/self/fd");
   while (dirent* entry = ::readdir(fds)) {
@@ -168,6 +168,12 @@ int write_garbage_frame(int) {
     }
   }
   ::closedir(fds);
+  return socket_fd;
+}
+
+// A task that writes a frame header announcing 2^62 bytes to its own socket, then waits.
+int write_garbage_frame(int) {
+  const int socket_fd = own_crew_socket();
   const std::uint32_t words[4] = {5, 0, 0, 1u << 30};  // kind kReply, reserved, size 2^62
   [[maybe_unused]] const ssize_t ignored = ::write(socket_fd, words, sizeof words);
   for (;;) ::pause();
@@ -176,17 +182,7 @@ int write_garbage_frame(int) {
 // A task that writes 300 well-formed "ready" frames to its own socket before its real reply: more
 // frames at once than the dispatcher takes from one worker per turn.
 int write_many_ready_frames(int x) {
-  int socket_fd = -1;
-  DIR* fds = ::opendir("/proc/self/fd");
-  while (dirent* entry = ::readdir(fds)) {
-    char target[64] = {};
-    const std::string path = std::string("/proc/self/fd/") + entry->d_name;
-    if (::readlink(path.c_str(), target, sizeof target - 1) > 0 &&
-        std::string(target).rfind("socket:", 0) == 0) {
-      socket_fd = std::atoi(entry->d_name);
-    }
-  }
-  ::closedir(fds);
+  const int socket_fd = own_crew_socket();
   std::vector<std::uint32_t> words;
   for (int i = 0; i < 300; ++i) words.insert(words.end(), {3, 0, 0, 0});  // kReady, size 0
   [[maybe_unused]] const ssize_t ignored =
