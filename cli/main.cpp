@@ -60,6 +60,8 @@ std::vector<std::string_view> g_arguments;
 // One line on stderr ("crew: error: …", the echoed arguments shortened and escaped), best effort:
 // it never throws, so a closed or full stderr cannot turn an error into an abort.
 void print_error(std::string_view message, std::string_view suffix = "") noexcept {
+  // The library's messages start with "crew: " too; one is enough.
+  if (message.starts_with("crew: ")) message.remove_prefix(6);
   try {
     print_diagnostic("crew: error: {}{}\n", printable_message(message, g_arguments), suffix);
   } catch (const std::exception&) {
