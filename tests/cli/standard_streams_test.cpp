@@ -191,6 +191,19 @@ TEST_F(StandardStreamsTest, DiagnosticsThatCannotBeWrittenDoNotChangeTheOutcome)
   EXPECT_THAT(r.out, HasSubstr("answer: 1060\n"));
 }
 
+TEST_F(StandardStreamsTest, ClosedStderrIsNotTakenByADescriptorCrewOpens) {
+  // Without a placeholder on descriptor 2, the server's first eventfd or socket would take it, and
+  // the diagnostics would be written into that.
+  ChildProcess child({"/bin/sh", "-c", "exec \"$0\" serve 2>&-", crew_cli()});
+  const std::optional<std::string> ready = child.read_stdout_line(30s);
+  ASSERT_TRUE(ready.has_value()) << "no READY line";
+  char target[256] = {};
+  const std::string link = "/proc/" + std::to_string(child.pid()) + "/fd/2";
+  const ssize_t n = readlink(link.c_str(), target, sizeof target - 1);
+  ASSERT_GT(n, 0) << link;
+  EXPECT_STREQ(target, "/dev/null");
+}
+
 // --- stdout cannot be written: the answer is lost, so the run failed -----------------------------
 
 struct StdoutCase {
