@@ -252,18 +252,17 @@ TEST_P(StdoutLostTest, BrokenPipeEndsTheRunBySigpipeOrExitOne) {
 
 INSTANTIATE_TEST_SUITE_P(
     Commands, StdoutLostTest,
-    ::testing::Values(StdoutCase{"Primes", {"primes", "--below", "1000"}},
-                      StdoutCase{"PrimesJson", {"primes", "--below", "1000", "--json"}},
-                      StdoutCase{
-                          "PrimesProcess",
-                          {"primes", "--below", "1000", "--engine", "process", "--workers", "1"}},
-                      StdoutCase{"Fetch", {"fetch", "--local", "2", "--latency", "0"}},
-                      StdoutCase{"Bench",
-                                 {"bench", "synthetic", "--cpu-us", "1", "--tasks", "4",
-                                  "--max-workers", "1", "--repeat", "1", "--engines", "thread"}},
-                      StdoutCase{"Help", {"--help"}},
-                      StdoutCase{"CommandHelp", {"fetch", "--help"}},
-                      StdoutCase{"Version", {"--version"}}),
+    ::testing::Values(
+        StdoutCase{"Primes", {"primes", "--below", "1000"}},
+        StdoutCase{"PrimesJson", {"primes", "--below", "1000", "--json"}},
+        StdoutCase{"PrimesProcess",
+                   {"primes", "--below", "1000", "--engine", "process", "--workers", "1"}},
+        StdoutCase{"Fetch", {"fetch", "--local", "2", "--latency", "0"}},
+        StdoutCase{"Bench",
+                   {"bench", "synthetic", "--cpu-us", "1", "--tasks", "4", "--max-workers", "1",
+                    "--repeat", "1", "--engines", "thread"}},
+        StdoutCase{"Demo", {"demo", "--below", "100"}}, StdoutCase{"Help", {"--help"}},
+        StdoutCase{"CommandHelp", {"fetch", "--help"}}, StdoutCase{"Version", {"--version"}}),
     [](const ::testing::TestParamInfo<StdoutCase>& info) { return std::string(info.param.name); });
 
 TEST_F(StandardStreamsTest, ServeWithStdoutClosedFailsAtItsReadyLine) {
