@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <ostream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -106,6 +107,25 @@ TEST_F(OptionValuesTest, InvisibleAndInvalidTextIsEscapedButUtf8IsKept) {
 
 TEST_F(OptionValuesTest, QuotesAndBackslashesAreEchoedAsTyped) {
   EXPECT_THAT(usage_line({"primes", "--engine", "a\"b\\c"}), HasSubstr("got \"a\"b\\c\""));
+}
+
+// Every option that --help lists with a value (today's and any added later) refuses "": the
+// refusal is CLI11's, at parse time, before the rest of the command line matters.
+TEST_F(OptionValuesTest, EveryOptionInHelpRefusesAnEmptyValue) {
+  const std::regex option_with_value("\\n  (--[a-z][a-z-]*) [A-Z]");
+  std::size_t checked = 0;
+  for (const char* command : {"primes", "fetch", "bench", "demo", "serve"}) {
+    const CommandResult help = run_crew({command, "--help"});
+    ASSERT_EQ(help.exit_code, 0) << command;
+    for (std::sregex_iterator it(help.out.begin(), help.out.end(), option_with_value), end;
+         it != end; ++it) {
+      const std::string option = (*it)[1];
+      const std::string err = usage_line({command, option, ""});
+      EXPECT_THAT(err, HasSubstr(option + ": an empty value is not allowed")) << command;
+      ++checked;
+    }
+  }
+  EXPECT_GE(checked, 30u) << "the help's format changed: this test no longer finds the options";
 }
 
 // One option given an empty value: the command line around it is otherwise valid and quick, so
