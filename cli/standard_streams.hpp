@@ -20,9 +20,9 @@ namespace crew::cli {
 // Thread safety: call before any other thread starts.
 void reserve_standard_descriptors() noexcept;
 
-// Writes `text` on stderr and flushes it, best effort: it never throws and never raises SIGPIPE
-// to the caller's surprise (a write on a closed pipe with SIGPIPE at its default still ends the
-// process, as it ends any Unix program). Thread safety: safe (stdio locks the stream).
+// Writes `text` on stderr and flushes it, best effort: a failed write is ignored, never thrown (a
+// write on a pipe nobody reads, with SIGPIPE at its default action, still ends the process, as it
+// ends any Unix program). Thread safety: safe (stdio locks the stream).
 void print_diagnostic(std::string_view text) noexcept;
 
 // fmt::print(stderr, …) that never throws (fmt::print throws when the write fails).
