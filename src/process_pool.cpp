@@ -676,11 +676,11 @@ class ProcessCore::Impl {
       if (reply.pid < 0) {
         // The zygote's socketpair runs out of descriptors; its clone, of processes.
         const int error = -reply.pid;
-        why =
-            error == EMFILE || error == ENFILE
-                ? "cannot start a worker process (socketpair, in the zygote): " +
-                      describe_errno(error)
-                : detail::describe_start_failure("a worker process", "clone, in the zygote", error);
+        why = error == EMFILE || error == ENFILE
+                  ? "cannot start a worker process (socketpair, in the zygote): " +
+                        describe_errno(error)
+                  : detail::describe_start_failure("a worker process", "clone, in the zygote",
+                                                   error, zygote_pid_);
       } else if (truncated) {
         why = "worker " + std::to_string(reply.pid) +
               "'s socket could not be received: " + describe_errno(EMFILE);
