@@ -23,6 +23,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "crew/errors.hpp"
 #include "crew/process_pool.hpp"
@@ -159,6 +160,12 @@ TEST(ProcessLimitTest, WorkerThatCannotBeClonedIsNamedWithTheLimit) {
       return std::string("cannot find or limit the zygote");
     }
     ::kill(worker, SIGKILL);
+    // Until the pool has reaped it: a task submitted before would go to the dying worker.
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (pool.stats().workers.at(0).alive) {
+      if (std::chrono::steady_clock::now() > deadline) return std::string("worker never reaped");
+      std::this_thread::sleep_for(1ms);
+    }
     try {
       return "answer " + std::to_string(pool.submit(twice, 21).get());
     } catch (const BrokenPool& error) {
