@@ -39,6 +39,7 @@
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
 #include "serve_child.hpp"
+#include "standard_streams.hpp"
 
 extern char** environ;
 
@@ -789,8 +790,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
       case Job::kIo: {
         const workloads::FdBudget budget = workloads::reserve_file_descriptors(
             plan.workers.back(), workloads::fds_per_transfer(workloads::FetchEngine::kThread));
-        if (!budget.warning.empty())
-          fmt::print(stderr, "crew bench: warning: {}\n", budget.warning);
+        if (!budget.warning.empty()) print_diagnostic("crew bench: warning: {}\n", budget.warning);
         ServeChild server(plan.latency, plan.body_bytes);
         urls = workloads::local_urls(server.port(), plan.urls);
         results.push_back({0, run_sweep(plan, "io", describe(plan), fetch_sampler(urls, stop),
@@ -823,10 +823,10 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
                                              [](const auto& r) { return r.sweep.interrupted; });
   if (results.empty()) {
     if (!failure.empty()) {
-      fmt::print(stderr, "crew bench: {}\n", failure);
+      print_diagnostic("crew bench: {}\n", failure);
       return 1;
     }
-    fmt::print(stderr, "interrupted before the first run finished: nothing to report\n");
+    print_diagnostic("interrupted before the first run finished: nothing to report\n");
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
 
@@ -909,12 +909,12 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
     fmt::print("\nverdict: {}\n", main_verdict.sentence);
     std::fflush(stdout);
   } else if (plan.csv) {
-    fmt::print(stderr, "verdict: {}\n", main_verdict.sentence);
+    print_diagnostic("verdict: {}\n", main_verdict.sentence);
   }
-  if (!plot_error.empty()) fmt::print(stderr, "crew bench: {}\n", plot_error);
-  if (!failure.empty()) fmt::print(stderr, "crew bench: {}\n", failure);
+  if (!plot_error.empty()) print_diagnostic("crew bench: {}\n", plot_error);
+  if (!failure.empty()) print_diagnostic("crew bench: {}\n", failure);
   if (interrupted) {
-    fmt::print(stderr, "interrupted: {} of {} runs done\n", done, total);
+    print_diagnostic("interrupted: {} of {} runs done\n", done, total);
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
   return !failure.empty() || !plot_error.empty() ? 1 : 0;

@@ -12,6 +12,7 @@
 #include "fetch_command.hpp"
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
+#include "standard_streams.hpp"
 
 namespace crew::cli {
 namespace {
@@ -125,9 +126,9 @@ EngineRun run_engine(PrimesJob job, std::string_view header, const InterruptWatc
 }
 
 int interrupted_exit(const EngineRun& run, const InterruptWatcher& interrupt) {
-  fmt::print(stderr, "interrupted: {} of {} numbers checked on {}\n",
-             group_digits(run.result.checked), group_digits(run.job.below),
-             engine_name(run.job.engine));
+  print_diagnostic("interrupted: {} of {} numbers checked on {}\n",
+                   group_digits(run.result.checked), group_digits(run.job.below),
+                   engine_name(run.job.engine));
   return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
 }
 
@@ -181,7 +182,7 @@ int run_io_demo(const InterruptWatcher& interrupt) {
   const FetchEngineRun serial =
       run_fetch_engine(serial_job, "serial: for url in urls: fetch(url)", interrupt);
   if (serial.outcome.interrupted) {
-    fmt::print(stderr, "interrupted during the serial fetch\n");
+    print_diagnostic("interrupted during the serial fetch\n");
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
   fmt::print("\n");
@@ -192,15 +193,15 @@ int run_io_demo(const InterruptWatcher& interrupt) {
   const FetchEngineRun thread = run_fetch_engine(
       thread_job, fmt::format("thread: ThreadPool({}).map(fetch, urls)", kIoWorkers), interrupt);
   if (thread.outcome.interrupted) {
-    fmt::print(stderr, "interrupted during the thread fetch\n");
+    print_diagnostic("interrupted during the thread fetch\n");
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
   fmt::print("\n");
   if (serial.outcome.failed != 0 || thread.outcome.failed != 0) {
     std::fflush(stdout);
-    fmt::print(stderr, "crew demo: {} URLs failed (serial {}, thread {})\n",
-               serial.outcome.failed + thread.outcome.failed, serial.outcome.failed,
-               thread.outcome.failed);
+    print_diagnostic("crew demo: {} URLs failed (serial {}, thread {})\n",
+                     serial.outcome.failed + thread.outcome.failed, serial.outcome.failed,
+                     thread.outcome.failed);
     return 1;
   }
   const double ratio = speedup(serial.outcome.timing, thread.outcome.timing);
@@ -313,8 +314,9 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   const std::optional<std::int64_t> known = known_prime_sum(below);
   if (serial_sum != thread_sum || serial_sum != process_sum || (known && serial_sum != *known)) {
     std::fflush(stdout);
-    fmt::print(stderr, "crew demo: WRONG ANSWER: serial {}, thread {}, process {}{}\n", serial_sum,
-               thread_sum, process_sum, known ? fmt::format(", known {}", *known) : std::string());
+    print_diagnostic("crew demo: WRONG ANSWER: serial {}, thread {}, process {}{}\n", serial_sum,
+                     thread_sum, process_sum,
+                     known ? fmt::format(", known {}", *known) : std::string());
     return 1;
   }
   fmt::print("all three engines agree: {}{}.\n", group_digits(serial_sum),

@@ -19,6 +19,7 @@
 
 #include "json_output.hpp"
 #include "primes_command.hpp"
+#include "standard_streams.hpp"
 
 namespace crew::cli {
 namespace {
@@ -382,7 +383,7 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
 
 int run_fetch_command(const FetchArgs& args, const InterruptWatcher& interrupt) {
   FetchJob job = resolve_fetch_args(args);
-  if (!job.fd_warning.empty()) fmt::print(stderr, "crew fetch: warning: {}\n", job.fd_warning);
+  if (!job.fd_warning.empty()) print_diagnostic("crew fetch: warning: {}\n", job.fd_warning);
 
   std::optional<LatencyServer> server;
   if (job.local) {
@@ -405,12 +406,12 @@ int run_fetch_command(const FetchArgs& args, const InterruptWatcher& interrupt) 
     const std::size_t done = static_cast<std::size_t>(std::count_if(
         outcome.run.results.begin(), outcome.run.results.end(),
         [](const FetchResult& r) { return r.error != workloads::kNotFetchedStopped; }));
-    fmt::print(stderr, "interrupted: {} of {} URLs done\n", done, outcome.run.results.size());
+    print_diagnostic("interrupted: {} of {} URLs done\n", done, outcome.run.results.size());
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
   if (outcome.failed > 0) {
-    fmt::print(stderr, "crew fetch: {} of {} URLs failed\n", outcome.failed,
-               outcome.run.results.size());
+    print_diagnostic("crew fetch: {} of {} URLs failed\n", outcome.failed,
+                     outcome.run.results.size());
     return 1;
   }
   return 0;

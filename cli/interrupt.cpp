@@ -2,8 +2,10 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <string>
 #include <string_view>
 #include <system_error>
 
@@ -27,7 +29,19 @@ void block_interrupt_signals() {
   }
 }
 
-InterruptWatcher::InterruptWatcher() : thread_([this] { watch(); }) {}
+InterruptWatcher::InterruptWatcher() try : thread_([this] { watch(); }) {
+} catch (const std::system_error& error) {
+  // std::thread says only "Resource temporarily unavailable": name the thread and, for EAGAIN,
+  // the limit that refused it (as the library's pools do).
+  std::string context = "cannot start the signal-watching thread (std::thread";
+  rlimit limit{};
+  if (error.code() == std::errc::resource_unavailable_try_again &&
+      getrlimit(RLIMIT_NPROC, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY) {
+    context += "; RLIMIT_NPROC, this user's limit on processes and threads, is " +
+               std::to_string(limit.rlim_cur);
+  }
+  throw std::system_error(error.code(), context + ")");
+}
 
 InterruptWatcher::~InterruptWatcher() {
   done_.store(true);

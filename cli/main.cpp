@@ -1,5 +1,6 @@
 // The crew command: parses the command line and hands over to one subcommand. Exit codes: 0 done,
-// 1 failure, 2 usage error, 128 + signal when interrupted (130 for Ctrl-C).
+// 1 failure (stdout that could not be written included), 2 usage error, 128 + signal when
+// interrupted (130 for Ctrl-C).
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 #include <crew/version.hpp>
@@ -8,15 +9,22 @@
 #include <exception>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <vector>
 
 #include "bench_command.hpp"
 #include "demo_command.hpp"
 #include "fetch_command.hpp"
 #include "interrupt.hpp"
+#include "option_values.hpp"
 #include "primes_command.hpp"
 #include "serve_command.hpp"
+#include "standard_streams.hpp"
 
 namespace {
+
+using crew::cli::print_diagnostic;
+using crew::cli::printable_message;
 
 constexpr int kExitFailure = 1;
 constexpr int kExitUsage = 2;
@@ -46,9 +54,29 @@ constexpr const char* kFooter =
     "Run 'crew COMMAND --help' for a command's options. Exit codes: 0 done, 1 failure,\n"
     "2 usage error, 130 interrupted (Ctrl-C; a second Ctrl-C exits at once).";
 
+// The command line, for printable_message: what an error message may echo.
+std::vector<std::string_view> g_arguments;
+
+// One line on stderr ("crew: error: …", the echoed arguments shortened and escaped), best effort:
+// it never throws, so a closed or full stderr cannot turn an error into an abort.
+void print_error(std::string_view message, std::string_view suffix = "") noexcept {
+  // The library's messages start with "crew: " too; one is enough.
+  if (message.starts_with("crew: ")) message.remove_prefix(6);
+  try {
+    print_diagnostic("crew: error: {}{}\n", printable_message(message, g_arguments), suffix);
+  } catch (const std::exception&) {
+    // fmt::format_error cannot happen (checked at compile time); bad_alloc: say what we can.
+    print_diagnostic(std::string_view("crew: error: (the message could not be formatted)\n"));
+  }
+}
+
 // One line on stderr, and the exit code of a usage error.
-int usage_error(std::string_view message, std::string_view help_command) {
-  fmt::print(stderr, "crew: error: {} (run '{} --help' for usage)\n", message, help_command);
+int usage_error(std::string_view message, std::string_view help_command) noexcept {
+  try {
+    print_error(message, fmt::format(" (run '{} --help' for usage)", help_command));
+  } catch (const std::bad_alloc&) {
+    print_error(message);
+  }
   return kExitUsage;
 }
 
@@ -82,6 +110,7 @@ int run(int argc, char** argv) {
   for (CLI::App* command : {primes, fetch, bench, demo, serve}) {
     command->set_help_flag("-h,--help", "Print this help and exit.");
     command->get_formatter()->column_width(22);
+    crew::cli::refuse_empty_values(*command);
   }
 
   // The top level takes no values, so its first word that is not an option names the command.
@@ -138,14 +167,28 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything opens a descriptor: a socket must never become a closed stdout or stderr.
+  crew::cli::reserve_standard_descriptors();
+  int code = kExitFailure;
+  std::error_code stdout_error;
   try {
+    g_arguments.assign(argv, argv + argc);
     // Before anything can start a thread: every thread inherits this mask, so SIGINT and SIGTERM
     // reach only the InterruptWatcher's sigwait, never a worker's default action.
     crew::cli::block_interrupt_signals();
-    return run(argc, argv);
+    code = run(argc, argv);
+  } catch (const std::system_error& error) {
+    // fmt::print(stdout, …) throws when stdout fails: close_stdout reports that, once.
+    if (crew::cli::stdout_failed()) {
+      stdout_error = error.code();
+    } else {
+      std::fflush(stdout);
+      print_error(error.what());
+    }
   } catch (const std::exception& error) {
     std::fflush(stdout);
-    fmt::print(stderr, "crew: error: {}\n", error.what());
-    return kExitFailure;
+    print_error(error.what());
   }
+  // As coreutils' close_stdout: an answer that never reached stdout is a failure.
+  return crew::cli::close_stdout(code, stdout_error);
 }

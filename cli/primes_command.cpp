@@ -19,6 +19,7 @@
 #include <utility>
 
 #include "json_output.hpp"
+#include "standard_streams.hpp"
 
 namespace crew::cli {
 namespace {
@@ -271,8 +272,8 @@ void print_text(const PrimesJob& job, const PrimesResult& result) {
   if (result.process_stats) details += describe_processes(*result.process_stats) + "\n";
   if (result.interrupted) {
     // Everything on stderr: stdout carries answers only, and there is none.
-    fmt::print(stderr, "{}\n{}{}", interruption_line(job, result, true), details,
-               format_timing(result.timing));
+    print_diagnostic("{}\n{}{}", interruption_line(job, result, true), details,
+                     format_timing(result.timing));
     return;
   }
   fmt::print("sum of primes below {} = {}\n", group_digits(job.below), group_digits(result.sum));
@@ -504,7 +505,7 @@ int run_primes_command(const PrimesArgs& args, const InterruptWatcher& interrupt
   if (args.json) {
     print_json(job, result);
     if (result.interrupted) {
-      fmt::print(stderr, "{}\n", interruption_line(job, result, false));
+      print_diagnostic("{}\n", interruption_line(job, result, false));
     }
   } else {
     print_text(job, result);

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <sys/resource.h>
 
+#include <cerrno>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -10,9 +11,11 @@
 #include <stdexcept>
 #include <stop_token>
 #include <string_view>
+#include <system_error>
 
 #include "crew/workloads/primes.hpp"
 #include "primes_command.hpp"  // UsageError
+#include "standard_streams.hpp"
 
 namespace crew::cli {
 namespace {
@@ -102,10 +105,14 @@ int run_serve_command(const ServeArgs& args, const InterruptWatcher& interrupt) 
   }
   raise_open_file_limit();
   server->start();
-  fmt::print(stderr, "crew serve: listening on http://{}/ (latency {}, body {}); Ctrl-C stops it\n",
-             describe_endpoint(address, server->port()), args.latency, args.body);
+  print_diagnostic("crew serve: listening on http://{}/ (latency {}, body {}); Ctrl-C stops it\n",
+                   describe_endpoint(address, server->port()), args.latency, args.body);
   fmt::print("READY {}\n", server->port());
-  std::fflush(stdout);
+  // The one line a caller waits for: if it cannot be written, serving on would leave that caller
+  // waiting forever. main reports the failed stdout and exits 1.
+  if (std::fflush(stdout) != 0) {
+    throw std::system_error(errno, std::generic_category(), "cannot write READY to stdout");
+  }
 
   // The watcher thread requests the stop; this thread only sleeps until then.
   std::mutex mu;
@@ -116,8 +123,8 @@ int run_serve_command(const ServeArgs& args, const InterruptWatcher& interrupt) 
 
   server->stop();
   const LatencyServerStats stats = server->stats();
-  fmt::print(stderr, "crew serve: stopped after {} requests ({} at most in flight at once)\n",
-             stats.requests, stats.peak_in_flight);
+  print_diagnostic("crew serve: stopped after {} requests ({} at most in flight at once)\n",
+                   stats.requests, stats.peak_in_flight);
   return 0;
 }
 

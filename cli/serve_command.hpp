@@ -27,7 +27,7 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& args);
 
 // Runs `crew serve`: starts the server, prints "READY <port>" on stdout (flushed), serves until
 // `interrupt` reports SIGINT or SIGTERM, stops and returns 0. Throws: UsageError;
-// std::system_error when the address cannot be bound.
+// std::system_error when the address cannot be bound or READY cannot be written.
 [[nodiscard]] int run_serve_command(const ServeArgs& args, const InterruptWatcher& interrupt);
 
 }  // namespace crew::cli

@@ -44,6 +44,7 @@
 #include "process/channel.hpp"
 #include "process/transport.hpp"
 #include "process/worker_main.hpp"
+#include "start_failure.hpp"
 
 namespace crew::detail {
 namespace {
@@ -153,7 +154,12 @@ class ProcessCore::Impl {
       watch(zygote_socket_, kZygoteSocketTag);
       watch(zygote_pidfd_, kZygotePidfdTag);
       for (std::size_t i = 0; i < target_workers_; ++i) request_spawn();
-      thread_ = std::thread([this] { run(); });
+      try {
+        thread_ = std::thread([this] { run(); });
+      } catch (const std::system_error& error) {
+        detail::throw_start_failure("the pool's dispatcher thread", "std::thread",
+                                    error.code().value());
+      }
     } catch (...) {
       // No dispatcher: stop the zygote (and anything it made) here, then report.
       close_fd(zygote_socket_);
@@ -325,7 +331,7 @@ class ProcessCore::Impl {
       const int error = errno;
       ::close(pair[0]);
       ::close(pair[1]);
-      throw std::system_error(error, std::generic_category(), "crew: fork (zygote)");
+      detail::throw_start_failure("the zygote process", "fork", error);
     }
     if (pid == 0) {
       ::close(pair[0]);
@@ -668,7 +674,13 @@ class ProcessCore::Impl {
       if (reply.pid > 0) abandon_spawned(reply.pid);
       std::string why;
       if (reply.pid < 0) {
-        why = "the zygote cannot start a worker: " + describe_errno(-reply.pid);
+        // The zygote's socketpair runs out of descriptors; its clone, of processes.
+        const int error = -reply.pid;
+        why = error == EMFILE || error == ENFILE
+                  ? "cannot start a worker process (socketpair, in the zygote): " +
+                        describe_errno(error)
+                  : detail::describe_start_failure("a worker process", "clone, in the zygote",
+                                                   error, zygote_pid_);
       } else if (truncated) {
         why = "worker " + std::to_string(reply.pid) +
               "'s socket could not be received: " + describe_errno(EMFILE);

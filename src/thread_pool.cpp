@@ -11,6 +11,7 @@
 #include "crew/errors.hpp"
 #include "crew/thread_pool.hpp"
 #include "crew/worker_count.hpp"
+#include "start_failure.hpp"
 
 namespace crew::detail {
 namespace {
@@ -103,6 +104,12 @@ ThreadPoolCore::ThreadPoolCore(std::size_t workers, LogHook on_log) : on_log_(st
   threads_.reserve(workers);
   try {
     for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { worker_loop(); });
+  } catch (const std::system_error& error) {
+    join_workers();
+    detail::throw_start_failure("a worker thread",
+                                "std::thread; " + std::to_string(threads_.size()) + " of " +
+                                    std::to_string(workers) + " started",
+                                error.code().value());
   } catch (...) {
     join_workers();
     throw;
