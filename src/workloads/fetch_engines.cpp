@@ -56,11 +56,14 @@ struct FetchTask {
   std::int64_t retry_backoff_ms = 0;
   bool keep_body = false;
   int max_redirects = 0;
+  std::uint64_t max_filesize = 0;
+  std::uint64_t low_speed_limit = 0;
+  std::int64_t low_speed_time_s = 0;
 
   template <class Archive>
   void serialize(Archive& archive) {
     archive(url, connect_timeout_ms, timeout_ms, retries, retry_backoff_ms, keep_body,
-            max_redirects);
+            max_redirects, max_filesize, low_speed_limit, low_speed_time_s);
   }
 
   [[nodiscard]] FetchOptions options() const {
@@ -69,7 +72,10 @@ struct FetchTask {
             .retries = retries,
             .retry_backoff = std::chrono::milliseconds(retry_backoff_ms),
             .keep_body = keep_body,
-            .max_redirects = max_redirects};
+            .max_redirects = max_redirects,
+            .max_filesize = max_filesize,
+            .low_speed_limit = low_speed_limit,
+            .low_speed_time = std::chrono::seconds(low_speed_time_s)};
   }
 };
 
@@ -207,7 +213,10 @@ FetchRun fetch_urls(std::span<const std::string> urls, FetchEngine engine, std::
                          .retries = options.retries,
                          .retry_backoff_ms = options.retry_backoff.count(),
                          .keep_body = options.keep_body,
-                         .max_redirects = options.max_redirects});
+                         .max_redirects = options.max_redirects,
+                         .max_filesize = options.max_filesize,
+                         .low_speed_limit = options.low_speed_limit,
+                         .low_speed_time_s = options.low_speed_time.count()});
       }
       // Initialized here, before the pool forks its zygote, so that every worker inherits a ready
       // libcurl (and OpenSSL) instead of paying for the set-up on its first URL.

@@ -23,9 +23,8 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 using detail::configure;
-using detail::describe_failure;
 using detail::ensure_curl_initialized;
-using detail::is_transient;
+using detail::read_outcome;
 using detail::seconds_since;
 using detail::Transfer;
 
@@ -240,7 +239,7 @@ class EventLoop {
     }
     slot->url = url;
     slot->transfer.reset();
-    curl_easy_setopt(slot->easy, CURLOPT_URL, urls_[url].c_str());
+    detail::prepare(slot->easy, urls_[url], slot->transfer);
     const CURLMcode code = curl_multi_add_handle(multi_, slot->easy);
     if (code != CURLM_OK) {
       free_.push_back(slot);
@@ -278,8 +277,7 @@ class EventLoop {
       const CURLcode code = message->data.result;
       Slot* slot = nullptr;
       curl_easy_getinfo(easy, CURLINFO_PRIVATE, &slot);
-      long status = 0;
-      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+      detail::AttemptOutcome outcome = read_outcome(easy, code, slot->transfer, options_);
       long connects = 0;
       curl_easy_getinfo(easy, CURLINFO_NUM_CONNECTS, &connects);
       connections_opened_ += static_cast<std::size_t>(std::max(0L, connects));
@@ -291,15 +289,16 @@ class EventLoop {
       const std::size_t url = slot->url;
       UrlState& state = states_[url];
       ++state.attempts;
-      std::string error = describe_failure(code, status, slot->transfer, options_);
-      if (!error.empty() && state.attempts <= options_.retries && is_transient(code, status) &&
+      if (outcome.transient && state.attempts <= options_.retries &&
           !control_.stop.stop_requested()) {
         retries_.push({Clock::now() + state.next_backoff, url});
         state.next_backoff *= 2;
         continue;
       }
       if (options_.keep_body) results_[url].body = std::move(slot->transfer.body);
-      finish(url, std::move(error), status, slot->transfer.bytes);
+      results_[url].effective_url = std::move(outcome.effective_url);
+      results_[url].redirects = outcome.redirects;
+      finish(url, std::move(outcome.error), outcome.status, slot->transfer.bytes);
     }
   }
 

@@ -2,6 +2,8 @@
 #include <curl/curl.h>
 #include <fmt/core.h>
 
+#include <cstdint>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -29,6 +31,16 @@ void validate(const FetchOptions& options) {
   }
   if (options.max_redirects < 0 || options.max_redirects > 50) {
     throw std::invalid_argument("max_redirects must be between 0 and 50");
+  }
+  if (options.low_speed_time.count() < 0 || options.low_speed_time > std::chrono::hours(1)) {
+    throw std::invalid_argument("low_speed_time must be between 0 and 3600 s");
+  }
+  if ((options.low_speed_limit == 0) != (options.low_speed_time.count() == 0)) {
+    throw std::invalid_argument(
+        "low_speed_limit and low_speed_time must be both 0 (off) or both more than 0");
+  }
+  if (options.low_speed_limit > static_cast<std::uint64_t>(std::numeric_limits<long>::max())) {
+    throw std::invalid_argument("low_speed_limit is too large");
   }
 }
 

@@ -83,7 +83,7 @@ FetchResult Fetcher::fetch(std::string_view url, std::stop_token stop) {
   FetchResult result;
   result.url = std::string(url);
   const FetchClock::time_point start = FetchClock::now();
-  curl_easy_setopt(impl.easy, CURLOPT_URL, result.url.c_str());
+  detail::prepare(impl.easy, result.url, impl.transfer);
   std::chrono::milliseconds backoff = impl.options.retry_backoff;
   for (int attempt = 0;; ++attempt) {
     if (stop.stop_requested()) {
@@ -93,13 +93,14 @@ FetchResult Fetcher::fetch(std::string_view url, std::stop_token stop) {
     impl.transfer.reset();
     const CURLcode code = impl.perform(stop);
     ++result.attempts;
-    long status = 0;
-    curl_easy_getinfo(impl.easy, CURLINFO_RESPONSE_CODE, &status);
-    result.status = status;
+    detail::AttemptOutcome outcome =
+        detail::read_outcome(impl.easy, code, impl.transfer, impl.options);
+    result.status = outcome.status;
+    result.effective_url = std::move(outcome.effective_url);
+    result.redirects = outcome.redirects;
     result.bytes = impl.transfer.bytes;
-    result.error = detail::describe_failure(code, status, impl.transfer, impl.options);
-    if (result.ok() || attempt >= impl.options.retries || !detail::is_transient(code, status))
-      break;
+    result.error = std::move(outcome.error);
+    if (!outcome.transient || attempt >= impl.options.retries) break;
     if (!detail::sleep_unless_stopped(backoff, stop)) break;
     backoff *= 2;
   }
