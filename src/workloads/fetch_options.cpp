@@ -2,6 +2,7 @@
 #include <curl/curl.h>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <new>
@@ -46,6 +47,15 @@ void validate(const FetchOptions& options) {
 
 std::string check_fetch_url(std::string_view url) {
   if (url.empty()) return "an empty URL (\"\") cannot be fetched";
+  // curl takes a C string: past a NUL it would see another URL than the one checked here.
+  const auto control = std::find_if(url.begin(), url.end(), [](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return byte < 0x20 || byte == 0x7f;
+  });
+  if (control != url.end()) {
+    return fmt::format("a URL cannot contain a control character (byte 0x{:02x} at position {})",
+                       static_cast<unsigned char>(*control), control - url.begin() + 1);
+  }
   CURLU* handle = curl_url();
   if (handle == nullptr) throw std::bad_alloc();
   const std::string text(url);

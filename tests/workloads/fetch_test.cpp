@@ -232,6 +232,17 @@ TEST(CheckFetchUrlTest, RefusesOtherUrlsQuotingThem) {
   }
 }
 
+// A NUL inside a URL (a URL file with binary junk) was accepted: check_fetch_url and curl saw
+// the URL up to the NUL only, so crew fetched a URL other than the one given.
+TEST(CheckFetchUrlTest, RefusesControlCharactersAnywhere) {
+  using namespace std::string_literals;
+  for (const std::string& bad : {"http://127.0.0.1/\0junk"s, "http://127.0.0.1/a\x01b"s,
+                                 "http://127.0.0.1/\x7f"s, "http://127.0.0.1/a\tb"s}) {
+    const std::string why = check_fetch_url(bad);
+    EXPECT_TRUE(contains(why, "control character")) << why;
+  }
+}
+
 TEST(FetchEngineNameTest, NamesRoundTrip) {
   for (const FetchEngine engine : {FetchEngine::kSerial, FetchEngine::kThread,
                                    FetchEngine::kProcess, FetchEngine::kEventLoop}) {
