@@ -303,6 +303,8 @@ CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args) {
       "\n"
       "An HTTP status of 400 or more is a result, counted as failed; so are refused, reset and\n"
       "timed-out connections, TLS and name errors: a failed URL never hides another's result.\n"
+      "A body over --max-filesize, a transfer under --speed-limit, a redirect with no Location\n"
+      "fail their URL too. Loopback URLs never go through a proxy from the environment.\n"
       "Exit codes: 0 every URL succeeded, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C;\n"
       "a second Ctrl-C exits at once). The JSON fields are described in docs/cli.md.");
   command->add_option("urls", args.urls, "http:// or https:// URLs to fetch.")->type_name("URL");

@@ -6,6 +6,8 @@
 //     way the article's ThreadPoolExecutor fetches, minus the GIL.
 //   * fetch_with_event_loop — one curl multi handle driven by epoll on the calling thread, many
 //     transfers in flight at once; the way neither Python nor the article shows.
+// Loopback (localhost, 127.0.0.0/8, ::1, ::ffff:127.x.x.x) never goes through a proxy from the
+// environment; other hosts follow http_proxy / no_proxy as curl does.
 // Both turn every failure of a URL (refused, reset, timeout, TLS, name resolution, HTTP ≥ 400) into
 // that URL's FetchResult: a failed URL never throws and never makes another URL's result go
 // missing.
@@ -74,9 +76,10 @@ struct FetchResult {
   std::uint64_t bytes = 0;
   // Wall time from the first attempt's start to the last one's end, backoff waits included.
   double seconds = 0;
-  // Empty when the URL succeeded (a response with status < 400). Else what failed, in words:
-  // "Couldn't connect to server: Failed to connect to 127.0.0.1 port 9 …", "HTTP 404",
-  // "timeout after 2000 ms: …", "not fetched: stopped".
+  // Empty when the URL succeeded (a final response with status < 400 that is not a redirect left
+  // unfollowed). Else what failed, in words: "Couldn't connect to server: Failed to connect to
+  // 127.0.0.1 port 9 …", "HTTP 404", "timeout after 2000 ms: …", "too large: …", "too slow: …",
+  // "HTTP 302 redirect with no Location to follow", "not fetched: stopped".
   std::string error;
   // Attempts made: 1 + retries used (0 when the URL was never tried).
   int attempts = 0;
