@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <string>
 #include <system_error>
@@ -169,12 +170,21 @@ void HostilePeer::serve(int fd) {
       }
       return;
     }
-    if (target == "/empty-location") {
-      if (!send_all(fd, response("302 Found", "Location: \r\n", ""))) return;
+    if (target == "/empty-location" || target == "/blank-location" || target == "/no-location") {
+      const char* location = target == "/empty-location"   ? "Location: \r\n"
+                             : target == "/blank-location" ? "Location:    \r\n"
+                                                           : "";
+      if (!send_all(fd, response("302 Found", location, ""))) return;
       continue;
     }
+    if (target == "/switching-protocols") {
+      // Unasked for: the client sent no Upgrade.
+      (void)send_all(fd, "HTTP/1.1 101 Switching Protocols\r\n\r\n");
+      return;
+    }
     if (target.starts_with("/redirect/")) {
-      const int left = std::stoi(target.substr(10));
+      int left = 0;
+      std::from_chars(target.data() + 10, target.data() + target.size(), left);
       const std::string reply =
           left <= 0 ? response("200 OK", "", "redirected")
                     : response("302 Found",

@@ -5,6 +5,9 @@
 // What it answers, by the request's path (an absolute target, as a proxy gets, counts by its path):
 //   /continue-then-silence   "100 Continue", then nothing until the client gives up
 //   /empty-location          302 with "Location: " and no value
+//   /blank-location          302 with a Location of blanks only
+//   /no-location             302 with no Location at all
+//   /switching-protocols     an unasked-for "101 Switching Protocols", then the connection closes
 //   /redirect/N              302 to /redirect/N-1; /redirect/0 answers 200
 //   /redirect-to?URL         302 to URL (verbatim)
 //   /endless                 200, chunked, a body that never ends

@@ -195,16 +195,30 @@ TEST_P(FetchHostileTest, AnInterimResponseIsNeverTheStatus) {
   EXPECT_TRUE(contains(run.results[0].error, "timeout")) << run.results[0].error;
 }
 
-// Issue 11 item 7: a 302 with an empty Location counted as ok.
-TEST_P(FetchHostileTest, ARedirectWithNowhereToGoFails) {
+// The same class: an unasked-for "101 Switching Protocols" is interim too, never a status.
+TEST_P(FetchHostileTest, AnUnaskedForSwitchIsNeverTheStatus) {
   HostilePeer peer("127.0.0.1");
-  const FetchRun run = fetch({peer.url("/empty-location")}, {});
+  FetchOptions options;
+  options.timeout = 5s;
+  const FetchRun run = fetch({peer.url("/switching-protocols")}, options);
   ASSERT_EQ(run.results.size(), 1U);
   EXPECT_FALSE(run.results[0].ok());
-  EXPECT_EQ(run.results[0].status, 302);
-  EXPECT_TRUE(contains(run.results[0].error, "HTTP 302 redirect with no Location"))
-      << run.results[0].error;
-  EXPECT_EQ(run.results[0].attempts, 1);
+  EXPECT_EQ(run.results[0].status, 0) << run.results[0].error;
+}
+
+// Issue 11 item 7: a 302 with an empty Location counted as ok; so did one with blanks only, or
+// none at all.
+TEST_P(FetchHostileTest, ARedirectWithNowhereToGoFails) {
+  HostilePeer peer("127.0.0.1");
+  const FetchRun run = fetch(
+      {peer.url("/empty-location"), peer.url("/blank-location"), peer.url("/no-location")}, {});
+  ASSERT_EQ(run.results.size(), 3U);
+  for (const FetchResult& result : run.results) {
+    EXPECT_FALSE(result.ok()) << result.url;
+    EXPECT_EQ(result.status, 302) << result.url;
+    EXPECT_TRUE(contains(result.error, "HTTP 302 redirect with no Location")) << result.error;
+    EXPECT_EQ(result.attempts, 1) << result.url;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FetchHostileTest,
