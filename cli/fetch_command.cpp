@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <utility>
@@ -32,6 +33,15 @@ using workloads::FetchResult;
 constexpr std::int64_t kMaxLocalUrls = 1'000'000;
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 constexpr int kMaxRetries = 10;
+constexpr int kMaxRedirects = 50;
+
+std::uint64_t parse_size_option(std::string_view text, std::string_view option) {
+  try {
+    return parse_byte_size(text);
+  } catch (const std::invalid_argument& error) {
+    throw UsageError(fmt::format("{}: {}", option, error.what()));
+  }
+}
 
 std::chrono::milliseconds parse_timeout(std::string_view text, std::string_view option) {
   const ParsedDuration parsed = parse_milliseconds(text);
@@ -61,13 +71,40 @@ std::string trim(std::string_view text) {
   return std::string(text.substr(first, last - first + 1));
 }
 
-// One URL a line; blank lines and lines starting with '#' are skipped. `source` names the input in
+// Reads the next line of `in` (without its '\n') into `line`. Returns false at the end of the
+// input. Throws: UsageError for a line over kMaxUrlLineBytes, having read no more than that of it,
+// so a file with no newline costs 64 KiB, not its size.
+bool read_bounded_line(std::istream& in, std::string& line, std::string_view source,
+                       std::size_t number) {
+  line.clear();
+  std::streambuf& buffer = *in.rdbuf();
+  for (;;) {
+    const int c = buffer.sbumpc();
+    if (c == std::char_traits<char>::eof()) {
+      in.setstate(std::ios::eofbit);
+      return !line.empty();
+    }
+    if (c == '\n') return true;
+    if (line.size() == kMaxUrlLineBytes) {
+      throw UsageError(
+          fmt::format("{} line {} is longer than {} bytes: a URL file holds one URL a "
+                      "line",
+                      source, number, group_digits(static_cast<std::int64_t>(kMaxUrlLineBytes))));
+    }
+    line.push_back(static_cast<char>(c));
+  }
+}
+
+// One URL a line; blank lines and lines starting with '#' are skipped, and so is a UTF-8
+// byte-order mark at the start (editors on Windows write one). `source` names the input in
 // messages ("urls.txt", "stdin").
 void read_urls(std::istream& in, std::string_view source, std::vector<std::string>& urls) {
+  constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
   std::string line;
   std::size_t number = 0;
-  while (std::getline(in, line)) {
+  while (read_bounded_line(in, line, source, number + 1)) {
     ++number;
+    if (number == 1 && line.starts_with(kByteOrderMark)) line.erase(0, kByteOrderMark.size());
     std::string url = trim(line);
     if (url.empty() || url.starts_with('#')) continue;
     if (const std::string problem = workloads::check_fetch_url(url); !problem.empty()) {
@@ -82,6 +119,8 @@ nlohmann::ordered_json result_json(const FetchResult& result) {
   return {
       {"url", result.url},
       {"status", result.status},
+      {"effective_url", result.effective_url},
+      {"redirects", result.redirects},
       {"bytes", result.bytes},
       {"seconds", result.seconds},
       {"error",
@@ -108,6 +147,16 @@ void print_json(const FetchJob& job, const FetchOutcome& outcome, std::uint16_t 
       {"connect_timeout_ms", job.options.connect_timeout.count()},
       {"timeout_ms", job.options.timeout.count()},
       {"retries", job.options.retries},
+      {"max_redirects", job.options.max_redirects},
+      {"max_filesize", job.options.max_filesize == 0
+                           ? nlohmann::ordered_json(nullptr)
+                           : nlohmann::ordered_json(job.options.max_filesize)},
+      {"speed_limit", job.options.low_speed_limit == 0
+                          ? nlohmann::ordered_json(nullptr)
+                          : nlohmann::ordered_json(job.options.low_speed_limit)},
+      {"speed_time_s", job.options.low_speed_limit == 0
+                           ? nlohmann::ordered_json(nullptr)
+                           : nlohmann::ordered_json(job.options.low_speed_time.count())},
       {"local_server", local},
       {"urls", outcome.run.results.size()},
       {"ok", outcome.ok},
@@ -139,6 +188,10 @@ void print_text(const FetchJob& job, const FetchOutcome& outcome, bool failures_
     out += fmt::format("{:>6} {:>12} {:>8.3f}  {}", status,
                        group_digits(static_cast<std::int64_t>(result.bytes)), result.seconds,
                        result.url);
+    if (result.redirects > 0) {
+      out += fmt::format("  -> {} ({} redirect{})", result.effective_url, result.redirects,
+                         result.redirects == 1 ? "" : "s");
+    }
     if (!result.ok()) out += "  error: " + result.error;
     out += '\n';
   }
@@ -199,19 +252,34 @@ std::string describe_fetch_job(const FetchJob& job) {
           : fmt::format("engine: {}, {}: {} ({})", workloads::fetch_engine_name(job.engine),
                         job.engine == FetchEngine::kEventLoop ? "concurrency" : "workers",
                         job.workers, job.workers_reason);
-  text += fmt::format(", connect timeout: {}, timeout: {}, retries: {}",
+  text += fmt::format(", connect timeout: {}, timeout: {}, retries: {}, max redirects: {}",
                       format_duration(job.options.connect_timeout),
-                      format_duration(job.options.timeout), job.options.retries);
+                      format_duration(job.options.timeout), job.options.retries,
+                      job.options.max_redirects);
+  if (job.options.max_filesize != 0) {
+    text += fmt::format(", max file size: {} bytes",
+                        group_digits(static_cast<std::int64_t>(job.options.max_filesize)));
+  }
+  if (job.options.low_speed_limit != 0) {
+    text += fmt::format(", speed limit: {} bytes/s for {} s",
+                        group_digits(static_cast<std::int64_t>(job.options.low_speed_limit)),
+                        job.options.low_speed_time.count());
+  }
   return text;
 }
 
 std::string describe_fetch_outcome(const FetchJob& job, const FetchOutcome& outcome) {
   const double wall = std::chrono::duration<double>(outcome.timing.wall).count();
   const std::size_t count = outcome.run.results.size();
-  std::string text = fmt::format("{} URL{}: {} ok, {} failed; {} in {:.2f} s", count,
-                                 count == 1 ? "" : "s", outcome.ok, outcome.failed,
-                                 format_bytes(static_cast<std::int64_t>(outcome.bytes)), wall);
-  if (wall > 0) text += fmt::format(" ({:.1f} URLs/s)", static_cast<double>(count) / wall);
+  // A stop leaves URLs unfetched: the rate counts only those fetched (with a result of their own).
+  const auto fetched = static_cast<std::size_t>(
+      std::count_if(outcome.run.results.begin(), outcome.run.results.end(),
+                    [](const FetchResult& r) { return r.error != workloads::kNotFetchedStopped; }));
+  std::string text = fmt::format("{} URL{}", count, count == 1 ? "" : "s");
+  if (fetched < count) text += fmt::format(" ({} fetched)", fetched);
+  text += fmt::format(": {} ok, {} failed; {} in {:.2f} s", outcome.ok, outcome.failed,
+                      format_bytes(static_cast<std::int64_t>(outcome.bytes)), wall);
+  if (wall > 0) text += fmt::format(" ({:.1f} URLs/s)", static_cast<double>(fetched) / wall);
   if (job.local) {
     text +=
         fmt::format("; local server: {} latency, {} bodies", format_duration(job.local->latency),
@@ -236,6 +304,8 @@ CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args) {
       "\n"
       "An HTTP status of 400 or more is a result, counted as failed; so are refused, reset and\n"
       "timed-out connections, TLS and name errors: a failed URL never hides another's result.\n"
+      "A body over --max-filesize, a transfer under --speed-limit, a redirect with no Location\n"
+      "fail their URL too. Loopback URLs never go through a proxy from the environment.\n"
       "Exit codes: 0 every URL succeeded, 1 some failed, 2 usage error, 130 interrupted (Ctrl-C;\n"
       "a second Ctrl-C exits at once). The JSON fields are described in docs/cli.md.");
   command->add_option("urls", args.urls, "http:// or https:// URLs to fetch.")->type_name("URL");
@@ -287,6 +357,27 @@ CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args) {
                    "429, 500, 502, 503, 504) up to N times, waiting 100 ms, 200 ms, 400 ms, ...\n"
                    "Default: 0.")
       ->type_name("N");
+  command
+      ->add_option("--max-redirs", args.max_redirs,
+                   "Follow at most N redirects (http and https only), 0 to 50; one more fails\n"
+                   "the URL. 0: follow none, a 3xx is the result. Default: 10.")
+      ->type_name("N");
+  command
+      ->add_option("--max-filesize", args.max_filesize,
+                   "Fail a URL whose body is larger than SIZE (5000000, 10MB, 10MiB; at most\n"
+                   "4GiB): at once when its length is announced, else when the body passes it.\n"
+                   "Default: no limit (0).")
+      ->type_name("SIZE");
+  command
+      ->add_option("--speed-limit", args.speed_limit,
+                   "Fail an attempt slower than BYTES per second for --speed-time (curl's\n"
+                   "meaning; 1000, 5KiB). Default: off; 1 when only --speed-time is given.")
+      ->type_name("BYTES");
+  command
+      ->add_option("--speed-time", args.speed_time,
+                   "Whole seconds (1 to 3600) under --speed-limit before an attempt fails.\n"
+                   "Default: off; 30 when only --speed-limit is given.")
+      ->type_name("SECONDS");
   command->add_flag("--json", args.json,
                     "Print one JSON object (results and %%time) instead of the table.");
   command->add_flag("--failures-only", args.failures_only,
@@ -301,6 +392,23 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
   job.options.timeout = parse_timeout(args.timeout, "--timeout");
   job.options.retries =
       static_cast<int>(parse_whole_option(args.retries, 0, kMaxRetries, "--retries"));
+  job.options.max_redirects =
+      static_cast<int>(parse_whole_option(args.max_redirs, 0, kMaxRedirects, "--max-redirs"));
+  if (!args.max_filesize.empty()) {
+    job.options.max_filesize = parse_size_option(args.max_filesize, "--max-filesize");
+  }
+  // curl's pairing: either option alone turns the abort on, the other taking curl's default.
+  if (!args.speed_limit.empty() || !args.speed_time.empty()) {
+    job.options.low_speed_limit =
+        args.speed_limit.empty() ? 1 : parse_size_option(args.speed_limit, "--speed-limit");
+    if (job.options.low_speed_limit == 0) {
+      throw UsageError(
+          fmt::format("--speed-limit must be at least 1 byte/s, got \"{}\"", args.speed_limit));
+    }
+    job.options.low_speed_time = std::chrono::seconds(
+        args.speed_time.empty() ? 30
+                                : parse_whole_option(args.speed_time, 1, 3600, "--speed-time"));
+  }
 
   const std::size_t max_workers =
       job.engine == FetchEngine::kProcess ? ProcessPool::kMaxWorkers : ThreadPool::kMaxWorkers;
@@ -350,6 +458,11 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
       if (args.urls_file == "-") {
         read_urls(std::cin, "stdin", job.urls);
       } else {
+        // A directory opens like a file and then reads as empty: say what it is.
+        if (std::error_code error; std::filesystem::is_directory(args.urls_file, error)) {
+          throw UsageError(
+              fmt::format("cannot read --urls-file {}: it is a directory", args.urls_file));
+        }
         std::ifstream file(args.urls_file);
         if (!file) {
           throw UsageError(

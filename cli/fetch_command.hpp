@@ -62,7 +62,8 @@ struct FetchOutcome {
 // one line, no newline.
 [[nodiscard]] std::string describe_fetch_job(const FetchJob& job);
 
-// "13 URLs: 13 ok, 0 failed; 650 KiB in 0.81 s (16.0 URLs/s)" — one line, no newline.
+// "13 URLs: 13 ok, 0 failed; 650 KiB in 0.81 s (16.0 URLs/s)" — one line, no newline. After a
+// stop: "40 URLs (14 fetched): …", the rate counting only the URLs fetched.
 [[nodiscard]] std::string describe_fetch_outcome(const FetchJob& job, const FetchOutcome& outcome);
 
 // The command line of `crew fetch`, as typed (validated by resolve_fetch_args).
@@ -77,6 +78,10 @@ struct FetchArgs {
   std::string connect_timeout = "10s";
   std::string timeout = "30s";
   std::string retries = "0";
+  std::string max_redirs = "10";
+  std::string max_filesize;  // empty: no limit
+  std::string speed_limit;   // empty (with speed_time empty): no low-speed abort
+  std::string speed_time;
   bool json = false;
   bool failures_only = false;
 };
@@ -84,8 +89,12 @@ struct FetchArgs {
 // Registers `crew fetch` on `app`, writing what it parses into `args` (which must outlive app).
 CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args);
 
+// The longest line a URL file may have (a URL, its blanks and a CR): far beyond any URL a server
+// accepts (8 KiB is common), and what bounds the memory of reading a file that has no newline.
+inline constexpr std::size_t kMaxUrlLineBytes = 64 * 1024;
+
 // Validates the arguments into a job, reading --urls-file or stdin. Throws: UsageError naming the
-// option (or the file and line of a bad URL).
+// option (or the file and line of a bad URL, or of a line over kMaxUrlLineBytes).
 [[nodiscard]] FetchJob resolve_fetch_args(const FetchArgs& args);
 
 // Runs `crew fetch`; returns the exit code: 0 when every URL succeeded, 1 when some failed,

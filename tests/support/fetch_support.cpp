@@ -33,8 +33,6 @@ std::string url(std::uint16_t port, std::string_view target) {
   return "http://127.0.0.1:" + std::to_string(port) + std::string(target);
 }
 
-namespace {
-
 // Waits (up to 2 s) until every other thread of this process sleeps in a system call ('S' in
 // /proc/self/task/*/stat). A ProcessPool forks its zygote from this process: under
 // AddressSanitizer (GCC 12's runtime) an allocator lock held by another thread at that moment
@@ -64,8 +62,6 @@ void wait_until_other_threads_sleep() {
     std::this_thread::sleep_for(1ms);
   }
 }
-
-}  // namespace
 
 std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options) {
   auto server = std::make_unique<LatencyServer>(std::move(options));

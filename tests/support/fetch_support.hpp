@@ -28,6 +28,10 @@ std::string url(std::uint16_t port, std::string_view target);
 // A LatencyServer with `options`, started.
 std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options = {});
 
+// Waits (up to 2 s) until every other thread of this process sleeps in a system call, so that a
+// ProcessPool forked next copies no lock held mid-malloc (see fetch_support.cpp).
+void wait_until_other_threads_sleep();
+
 // A loopback port where nothing listens: bound (so the kernel picked a free one), then closed.
 std::uint16_t closed_port();
 

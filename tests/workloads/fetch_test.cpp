@@ -1,8 +1,9 @@
 // crew-test-label: concurrency
-// The fetch job's building blocks, against crew::LatencyServer on loopback: FetchOptions checks,
-// check_fetch_url, local_urls, reserve_file_descriptors, Fetcher and fetch_with_event_loop
-// (bodies, faults, retries, keep-alive, stop, 1,000 transfers in flight). The engines of
-// fetch_urls: fetch_engines_test.cpp. No test leaves this machine: every URL is a numeric loopback
+// The fetch job's building blocks, against crew::LatencyServer on loopback: local_urls,
+// reserve_file_descriptors, Fetcher and fetch_with_event_loop (bodies, faults, retries,
+// keep-alive, stop, 1,000 transfers in flight). FetchOptions and URL checks:
+// fetch_options_test.cpp; the engines of fetch_urls: fetch_engines_test.cpp; hostile peers:
+// fetch_hostile_test.cpp. No test leaves this machine: every URL is a numeric loopback
 // address of a server the test started itself.
 #include "crew/workloads/fetch.hpp"
 
@@ -53,17 +54,6 @@ std::string expected_body(std::size_t size) {
   std::string body(size, '\0');
   LatencyServer::fill_body(0, body);
   return body;
-}
-
-// The message of the std::invalid_argument that fn throws, or "" when it throws none.
-template <class F>
-std::string invalid_argument_message(F&& fn) {
-  try {
-    fn();
-  } catch (const std::invalid_argument& error) {
-    return error.what();
-  }
-  return "";
 }
 
 FetchOptions with_body() {
@@ -157,95 +147,6 @@ void expect_faults(const FaultUrls& faults, const std::vector<FetchResult>& resu
   const std::string tls_error = lower(results[faults.tls].error);
   EXPECT_TRUE(contains(tls_error, "ssl") || contains(tls_error, "tls")) << tls_error;
   EXPECT_EQ(results[faults.tls].status, 0) << tls_error;
-}
-
-// --- FetchOptions, check_fetch_url, engine names -------------------------------------------------
-
-TEST(FetchOptionsTest, ValidateAcceptsDefaultsAndRangeEnds) {
-  EXPECT_NO_THROW(validate(FetchOptions{}));
-  FetchOptions options;
-  options.timeout = 1ms;
-  options.connect_timeout = 1ms;
-  options.retries = 0;
-  EXPECT_NO_THROW(validate(options));
-  options.retries = 10;
-  options.retry_backoff = 0ms;
-  options.max_redirects = 0;
-  EXPECT_NO_THROW(validate(options));
-}
-
-TEST(FetchOptionsTest, ValidateNamesTheFieldOutOfRange) {
-  const auto message = [](auto change) {
-    FetchOptions options;
-    change(options);
-    return invalid_argument_message([&] { validate(options); });
-  };
-  EXPECT_TRUE(contains(message([](FetchOptions& o) { o.timeout = 0ms; }), "timeout"));
-  EXPECT_TRUE(contains(message([](FetchOptions& o) { o.timeout = -5ms; }), "timeout"));
-  EXPECT_TRUE(
-      contains(message([](FetchOptions& o) { o.connect_timeout = 0ms; }), "connect_timeout"));
-  EXPECT_TRUE(
-      contains(message([](FetchOptions& o) { o.connect_timeout = -1ms; }), "connect_timeout"));
-  EXPECT_TRUE(contains(message([](FetchOptions& o) { o.retries = -1; }), "retries"));
-  EXPECT_TRUE(contains(message([](FetchOptions& o) { o.retries = 11; }), "retries"));
-}
-
-TEST(FetchOptionsTest, FetcherAndEventLoopCheckTheirArguments) {
-  FetchOptions bad;
-  bad.retries = 11;
-  EXPECT_THROW(Fetcher{bad}, std::invalid_argument);
-
-  Fetcher fetcher;
-  EXPECT_EQ(fetcher.options(), FetchOptions{});
-  EXPECT_THROW(fetcher.set_options(bad), std::invalid_argument);
-  EXPECT_EQ(fetcher.options(), FetchOptions{}) << "a refused set_options changes nothing";
-  FetchOptions good;
-  good.retries = 3;
-  good.keep_body = true;
-  fetcher.set_options(good);
-  EXPECT_EQ(fetcher.options(), good);
-
-  const std::vector<std::string> urls = {"http://127.0.0.1:1/"};
-  EXPECT_THROW((void)fetch_with_event_loop(urls, 0, FetchOptions{}), std::invalid_argument);
-  EXPECT_THROW((void)fetch_with_event_loop(urls, 4, bad), std::invalid_argument);
-}
-
-TEST(CheckFetchUrlTest, AcceptsHttpAndHttpsWithAHost) {
-  for (const std::string_view good :
-       {"http://127.0.0.1/", "https://127.0.0.1:8443/x?y=1", "HTTP://127.0.0.1:80/",
-        "HtTpS://127.0.0.1", "http://[::1]:8080/path", "http://localhost/"}) {
-    EXPECT_EQ(check_fetch_url(good), "") << good;
-  }
-}
-
-TEST(CheckFetchUrlTest, RefusesOtherUrlsQuotingThem) {
-  for (const std::string_view bad :
-       {"file:///etc/passwd", "ftp://127.0.0.1/file", "", "127.0.0.1/x", "http://", "https://",
-        "gopher://127.0.0.1/", "httpx://127.0.0.1/"}) {
-    const std::string why = check_fetch_url(bad);
-    EXPECT_FALSE(why.empty()) << '"' << bad << "\" was accepted";
-    if (!bad.empty()) {
-      std::string quoted(1, '"');
-      quoted.append(bad).push_back('"');
-      EXPECT_TRUE(contains(why, quoted)) << why;
-    }
-  }
-}
-
-TEST(FetchEngineNameTest, NamesRoundTrip) {
-  for (const FetchEngine engine : {FetchEngine::kSerial, FetchEngine::kThread,
-                                   FetchEngine::kProcess, FetchEngine::kEventLoop}) {
-    EXPECT_EQ(parse_fetch_engine(fetch_engine_name(engine)), engine);
-  }
-  EXPECT_EQ(fetch_engine_name(FetchEngine::kSerial), "serial");
-  EXPECT_EQ(fetch_engine_name(FetchEngine::kThread), "thread");
-  EXPECT_EQ(fetch_engine_name(FetchEngine::kProcess), "process");
-  EXPECT_EQ(fetch_engine_name(FetchEngine::kEventLoop), "event-loop");
-  EXPECT_EQ(parse_fetch_engine("event_loop"), FetchEngine::kEventLoop);
-  EXPECT_EQ(parse_fetch_engine("eventloop"), FetchEngine::kEventLoop);
-  EXPECT_EQ(parse_fetch_engine(""), std::nullopt);
-  EXPECT_EQ(parse_fetch_engine("threads "), std::nullopt);
-  EXPECT_EQ(parse_fetch_engine("asyncio"), std::nullopt);
 }
 
 // --- local_urls, reserve_file_descriptors

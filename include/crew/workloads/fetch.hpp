@@ -6,6 +6,8 @@
 //     way the article's ThreadPoolExecutor fetches, minus the GIL.
 //   * fetch_with_event_loop — one curl multi handle driven by epoll on the calling thread, many
 //     transfers in flight at once; the way neither Python nor the article shows.
+// Loopback (localhost, 127.0.0.0/8, ::1, ::ffff:127.x.x.x) never goes through a proxy from the
+// environment; other hosts follow http_proxy / no_proxy as curl does.
 // Both turn every failure of a URL (refused, reset, timeout, TLS, name resolution, HTTP ≥ 400) into
 // that URL's FetchResult: a failed URL never throws and never makes another URL's result go
 // missing.
@@ -42,8 +44,17 @@ struct FetchOptions {
   // Keep the body in FetchResult::body (tests and the example check it); else bodies are counted
   // and dropped, so memory stays flat however large they are.
   bool keep_body = false;
-  // Redirects followed (http and https only). 0: none; a 3xx is then the result.
+  // Redirects followed (http and https only), 0 … 50 (curl's --max-redirs). 0: none; a 3xx is
+  // then the result. One more fails the URL ("Number of redirects hit maximum amount …").
   int max_redirects = 10;
+  // The most body bytes a response may have; 0: no limit. A larger one fails its URL: at once
+  // when its Content-Length says so, else as soon as the body passes the limit, so an endless
+  // body ends here and not at the timeout (curl's --max-filesize).
+  std::uint64_t max_filesize = 0;
+  // An attempt whose speed stays under low_speed_limit bytes/s for low_speed_time fails ("too
+  // slow: …"; curl's --speed-limit and --speed-time). Both 0 (off) or both > 0; time ≤ 3600 s.
+  std::uint64_t low_speed_limit = 0;
+  std::chrono::seconds low_speed_time{0};
 
   friend bool operator==(const FetchOptions&, const FetchOptions&) = default;
 };
@@ -53,15 +64,22 @@ void validate(const FetchOptions& options);
 
 struct FetchResult {
   std::string url;
-  // The status of the last response (after redirects); 0 when none arrived.
+  // The status of the last final response (after redirects): 200 … 599; 0 when none arrived
+  // (an interim "100 Continue" is never a status).
   long status = 0;
+  // The URL that gave that response: `url` itself, or where redirects led. Empty when no request
+  // was made.
+  std::string effective_url;
+  // Redirects followed to get there.
+  int redirects = 0;
   // Body bytes received in the last attempt (after content decoding).
   std::uint64_t bytes = 0;
   // Wall time from the first attempt's start to the last one's end, backoff waits included.
   double seconds = 0;
-  // Empty when the URL succeeded (a response with status < 400). Else what failed, in words:
-  // "Couldn't connect to server: Failed to connect to 127.0.0.1 port 9 …", "HTTP 404",
-  // "timeout after 2000 ms: …", "not fetched: stopped".
+  // Empty when the URL succeeded (a final response with status < 400 that is not a redirect left
+  // unfollowed). Else what failed, in words: "Couldn't connect to server: Failed to connect to
+  // 127.0.0.1 port 9 …", "HTTP 404", "timeout after 2000 ms: …", "too large: …", "too slow: …",
+  // "HTTP 302 redirect with no Location to follow", "not fetched: stopped".
   std::string error;
   // Attempts made: 1 + retries used (0 when the URL was never tried).
   int attempts = 0;
@@ -73,7 +91,7 @@ struct FetchResult {
   // For crew::ProcessPool (cereal).
   template <class Archive>
   void serialize(Archive& archive) {
-    archive(url, status, bytes, seconds, error, attempts, body);
+    archive(url, status, effective_url, redirects, bytes, seconds, error, attempts, body);
   }
 };
 
