@@ -112,7 +112,13 @@ void read_urls(std::istream& in, std::string_view source, std::vector<std::strin
     }
     urls.push_back(std::move(url));
   }
-  if (in.bad()) throw UsageError(fmt::format("could not read {}", source));
+  // std::cin reads through stdio, which keeps a read error (a closed stdin, a directory) in
+  // ferror(stdin) and shows the stream only an end of file.
+  const int read_errno = errno;
+  if (&in == &std::cin && std::ferror(stdin) != 0) {
+    throw UsageError(fmt::format("cannot read {}: {}", source, std::strerror(read_errno)));
+  }
+  if (in.bad()) throw UsageError(fmt::format("cannot read {}", source));
 }
 
 nlohmann::ordered_json result_json(const FetchResult& result) {

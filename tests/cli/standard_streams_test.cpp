@@ -49,15 +49,19 @@ void check(int rc, const char* what) {
   if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
 }
 
-// Runs `crew args…` with stdout and stderr as asked, stdin on /dev/null, through /bin/sh so that
+// Runs `crew args…` with stdout and stderr as asked, stdin on /dev/null (or closed), through /bin/sh so that
 // SIGPIPE can be ignored across the exec when `ignore_sigpipe` (as a shell with `trap '' PIPE`, or
 // a Python parent, leaves it). Reads the kPipe streams until they close; kills the child after 60
 // s.
 Outcome run_with_streams(const std::vector<std::string>& args, Stream out, Stream err,
-                         bool ignore_sigpipe = false) {
+                         bool ignore_sigpipe = false, bool close_stdin = false) {
   posix_spawn_file_actions_t actions;
   check(posix_spawn_file_actions_init(&actions), "posix_spawn_file_actions_init");
-  check(posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0), "addopen");
+  if (close_stdin) {
+    check(posix_spawn_file_actions_addclose(&actions, 0), "addclose");
+  } else {
+    check(posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0), "addopen");
+  }
   int read_ends[2] = {-1, -1};
   std::vector<int> to_close;
   for (int fd : {1, 2}) {
@@ -286,6 +290,15 @@ TEST_F(StandardStreamsTest, BothStreamsClosedNeverAborts) {
     EXPECT_EQ(r.term_signal, 0);
     EXPECT_EQ(r.exit_code, args.back() == "-1" ? 2 : 1);
   }
+}
+
+TEST_F(StandardStreamsTest, FetchFromAClosedStdinSaysItCannotReadIt) {
+  // It said "the input had only blank lines and # comments": a closed stdin is not an empty one.
+  const Outcome r = run_with_streams({"fetch"}, Stream::kPipe, Stream::kPipe,
+                                     /*ignore_sigpipe=*/false, /*close_stdin=*/true);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("cannot read stdin"));
+  EXPECT_THAT(r.err, ::testing::Not(HasSubstr("blank lines")));
 }
 
 }  // namespace
