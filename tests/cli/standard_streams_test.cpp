@@ -49,10 +49,10 @@ void check(int rc, const char* what) {
   if (rc != 0) throw std::system_error(rc, std::generic_category(), what);
 }
 
-// Runs `crew args…` with stdout and stderr as asked, stdin on /dev/null (or closed), through /bin/sh so that
-// SIGPIPE can be ignored across the exec when `ignore_sigpipe` (as a shell with `trap '' PIPE`, or
-// a Python parent, leaves it). Reads the kPipe streams until they close; kills the child after 60
-// s.
+// Runs `crew args…` with stdout and stderr as asked, stdin on /dev/null (or closed), through
+// /bin/sh so that SIGPIPE can be ignored across the exec when `ignore_sigpipe` (as a shell with
+// `trap '' PIPE`, or a Python parent, leaves it). Reads the kPipe streams until they close; kills
+// the child after 60 s.
 Outcome run_with_streams(const std::vector<std::string>& args, Stream out, Stream err,
                          bool ignore_sigpipe = false, bool close_stdin = false) {
   posix_spawn_file_actions_t actions;
