@@ -12,12 +12,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "crew/latency_server.hpp"
+#include "server/http_client.hpp"
 #include "support/leak_guard.hpp"
 #include "support/run_command.hpp"
 
@@ -103,8 +105,11 @@ TEST_F(ServeCommandTest, ExitsZeroOnSigterm) {
 
 TEST_F(ServeCommandTest, BadUsageExitsTwoWithOneLine) {
   const std::vector<std::vector<std::string>> cases = {
-      {"--latency", "soon"}, {"--body", "5XB"},       {"--port", "65536"},
-      {"--port", "-1"},      {"--bind", "localhost"}, {"--bogus"},
+      {"--latency", "soon"},      {"--body", "5XB"},
+      {"--port", "65536"},        {"--port", "-1"},
+      {"--bind", "localhost"},    {"--bogus"},
+      {"--header-timeout", "0"},  {"--keep-alive-timeout", "soon"},
+      {"--header-timeout", "2h"},
   };
   for (const auto& args : cases) {
     std::vector<std::string> argv = {crew_cli(), "serve"};
@@ -126,6 +131,48 @@ TEST_F(ServeCommandTest, PortInUseFailsWithExitOne) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out, "");
   EXPECT_THAT(result.err, HasSubstr("crew: error: "));
+}
+
+TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
+  // `ulimit -n` in sh lowers the soft and the hard limit, so crew serve cannot raise it: about 50
+  // descriptors for connections. The timeouts are an hour, so only the server's own policy at
+  // the limit (close the oldest connections that never sent a byte) can answer the late client.
+  ChildProcess child({"/bin/sh", "-c",
+                      "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 "
+                      "--header-timeout 3600s --keep-alive-timeout 3600s",
+                      crew_cli()});
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
+  ASSERT_THAT(*line, StartsWith("READY "));
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+
+  // A client that was there first, with a request waiting its latency through the flood.
+  server_test::Client early(port);
+  early.get("/?latency=1s&bytes=4");
+  std::vector<std::unique_ptr<server_test::Client>> idle;
+  for (int i = 0; i < 150; ++i) idle.push_back(std::make_unique<server_test::Client>(port));
+
+  server_test::Client late(port);
+  late.set_read_timeout(30s);
+  late.get("/?bytes=10");
+  const server_test::Response response = late.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, server_test::expected_body(0, 10));
+
+  const server_test::Response early_response = early.read_response();
+  EXPECT_EQ(early_response.status, 200);
+  EXPECT_EQ(early_response.body, server_test::expected_body(0, 4));
+
+  // Still at the limit (the idle clients reconnect nothing, but the backlog holds the rest of
+  // them): the server backs off accepting rather than spinning. A spinning accept loop burns a
+  // core; a second of wall time costs a waiting server next to no CPU.
+  const std::chrono::milliseconds cpu_before = cpu_time(child.pid());
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(cpu_time(child.pid()) - cpu_before, 500ms);
+
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  const CommandResult result = child.wait(30s);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
 }  // namespace

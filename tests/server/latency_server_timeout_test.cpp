@@ -1,0 +1,111 @@
+// crew-test-label: concurrency
+// Tests of crew::LatencyServer's connection timeouts over loopback (issue 11): a head not complete
+// within header_timeout gets 408 and is closed, an idle kept-alive connection is closed after
+// keep_alive_timeout, and neither cuts a request that is waiting its latency. The timeouts are
+// short here so that no test waits long; every read still has a generous timeout of its own.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "crew/latency_server.hpp"
+#include "server/http_client.hpp"
+#include "support/leak_guard.hpp"
+
+namespace crew {
+namespace {
+
+using ::testing::HasSubstr;
+using namespace std::chrono_literals;
+using server_test::Client;
+using server_test::expected_body;
+using server_test::Response;
+
+std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options = {}) {
+  auto server = std::make_unique<LatencyServer>(std::move(options));
+  server->start();
+  return server;
+}
+
+TEST(LatencyServerTimeoutTest, HalfSentHeadGets408AndIsClosed) {
+  auto server = start_server({.header_timeout = 200ms});
+  Client client(server->port());
+  client.set_read_timeout(20s);
+  client.send("GET / HTTP/1.1\r\nHost: x\r\n");
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 408) << response.body;
+  EXPECT_EQ(response.header("connection"), "close");
+  EXPECT_TRUE(client.closed_by_peer());
+  EXPECT_EQ(server->stats().timeouts, 1u);
+}
+
+TEST(LatencyServerTimeoutTest, SilentNewConnectionGets408AndIsClosed) {
+  auto server = start_server({.header_timeout = 200ms});
+  Client client(server->port());
+  client.set_read_timeout(20s);
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 408) << response.body;
+  EXPECT_TRUE(client.closed_by_peer());
+}
+
+TEST(LatencyServerTimeoutTest, HeadTimeoutCountsFromTheRequestsFirstByte) {
+  // Idle for longer than header_timeout after a response, then a head typed in full: the
+  // keep-alive wait is not charged to the next head.
+  auto server = start_server(
+      {.body_bytes = 3, .header_timeout = 200ms, .keep_alive_timeout = std::chrono::minutes(10)});
+  Client client(server->port());
+  client.get("/");
+  EXPECT_EQ(client.read_response().status, 200);
+  client.set_read_timeout(600ms);
+  EXPECT_FALSE(client.closed_by_peer());  // no byte and no close within 600 ms
+  client.set_read_timeout(20s);
+  client.get("/");
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, expected_body(0, 3));
+}
+
+TEST(LatencyServerTimeoutTest, IdleKeepAliveConnectionIsClosedQuietly) {
+  auto server = start_server({.body_bytes = 3, .keep_alive_timeout = 200ms});
+  Client client(server->port());
+  client.get("/");
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.header("connection"), "keep-alive");
+  client.set_read_timeout(20s);
+  // closed_by_peer reads one byte: EOF with no 408 (or anything else) before it.
+  EXPECT_TRUE(client.closed_by_peer());
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server->stats().open_connections != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+    std::this_thread::sleep_for(1ms);
+  }
+}
+
+TEST(LatencyServerTimeoutTest, TimeoutsDoNotCutARequestWaitingItsLatency) {
+  auto server = start_server({.body_bytes = 3, .header_timeout = 50ms, .keep_alive_timeout = 50ms});
+  Client client(server->port());
+  client.set_read_timeout(30s);
+  client.get("/?latency=600ms");
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, expected_body(0, 3));
+  // Nor one streaming a body slower than the timeouts.
+  client.get("/?bytes=8MiB");
+  const Response big = client.read_response();
+  EXPECT_EQ(big.status, 200);
+  EXPECT_TRUE(big.complete);
+}
+
+TEST(LatencyServerTimeoutTest, TimeoutsAreChecked) {
+  EXPECT_THROW(LatencyServer({.header_timeout = 0ms}), std::invalid_argument);
+  EXPECT_THROW(LatencyServer({.header_timeout = 2h}), std::invalid_argument);
+  EXPECT_THROW(LatencyServer({.keep_alive_timeout = 0ms}), std::invalid_argument);
+  EXPECT_THROW(LatencyServer({.keep_alive_timeout = -1ms}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace crew
