@@ -13,6 +13,11 @@
 // An unknown parameter or value gets 400 with a one-line message. GET /stats returns the counters
 // as JSON ({"requests": …, "in_flight": …, "peak_in_flight": …, …}); it waits no latency and is
 // not counted itself.
+//
+// Requests follow RFC 9112: a head may arrive in any number of reads (pipelined requests are
+// answered in order), up to kMaxRequestHeadBytes (beyond: 414 or 431); a head not complete within
+// header_timeout gets 408; an idle kept-alive connection is closed after keep_alive_timeout; at
+// the descriptor limit idle connections are closed to accept new ones (docs/cli.md, crew serve).
 #pragma once
 
 #include <chrono>
@@ -48,7 +53,7 @@ struct LatencyServerStats {
   std::uint64_t requests = 0;        // requests parsed (malformed ones and /stats excluded)
   std::uint64_t in_flight = 0;       // requests waiting their latency or sending their response
   std::uint64_t peak_in_flight = 0;  // the most in flight at once since the server was made
-  std::uint64_t bad_requests = 0;    // answered 400
+  std::uint64_t bad_requests = 0;    // refused: answered 400, 405, 414, 431 or 505
   std::uint64_t connections = 0;     // accepted since the server was made
   std::uint64_t open_connections = 0;
   // Connections closed for a timeout: a head not complete within header_timeout (answered 408)

@@ -123,6 +123,16 @@ TEST_F(ServeCommandTest, BadUsageExitsTwoWithOneLine) {
   }
 }
 
+TEST_F(ServeCommandTest, HelpTeachesTheTimeoutsAndLimits) {
+  const CommandResult result = run_command({crew_cli(), "serve", "--help"}, 30s);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.out, HasSubstr("--header-timeout"));
+  EXPECT_THAT(result.out, HasSubstr("Default: 60s"));
+  EXPECT_THAT(result.out, HasSubstr("--keep-alive-timeout"));
+  EXPECT_THAT(result.out, HasSubstr("Default: 75s"));
+  EXPECT_THAT(result.out, HasSubstr("16 KiB"));
+}
+
 TEST_F(ServeCommandTest, PortInUseFailsWithExitOne) {
   LatencyServer server;
   server.start();
