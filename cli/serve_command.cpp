@@ -90,6 +90,12 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& args) {
                    "closed (quietly, no response). 1ms to 3600s. Default: 75s (nginx's\n"
                    "keepalive_timeout).")
       ->type_name("D");
+  command
+      ->add_option("--send-timeout", args.send_timeout,
+                   "How long a response may wait for the client to read it (no progress)\n"
+                   "before it is abandoned and the connection closed; stall=1 is exempt. 1ms to\n"
+                   "3600s. Default: 60s (nginx's send_timeout).")
+      ->type_name("D");
   return command;
 }
 
@@ -121,6 +127,7 @@ LatencyServerOptions resolve_serve_args(const ServeArgs& args) {
   };
   options.header_timeout = timeout(args.header_timeout, "--header-timeout");
   options.keep_alive_timeout = timeout(args.keep_alive_timeout, "--keep-alive-timeout");
+  options.send_timeout = timeout(args.send_timeout, "--send-timeout");
   return options;
 }
 

@@ -47,6 +47,10 @@ struct LatencyServerOptions {
   // A kept-alive connection that sends no byte of its next request this long after its last
   // response is closed quietly (no response), as nginx's keepalive_timeout. 1 ms to 1 hour.
   std::chrono::milliseconds keep_alive_timeout = std::chrono::seconds(75);
+  // A response that the client does not read (no write progress) for this long is abandoned and
+  // the connection closed, as nginx's send_timeout; stall=1 responses stall by request and are
+  // exempt. 1 ms to 1 hour.
+  std::chrono::milliseconds send_timeout = std::chrono::seconds(60);
 };
 
 struct LatencyServerStats {
@@ -56,8 +60,8 @@ struct LatencyServerStats {
   std::uint64_t bad_requests = 0;    // refused: answered 400, 405, 414, 431 or 505
   std::uint64_t connections = 0;     // accepted since the server was made
   std::uint64_t open_connections = 0;
-  // Connections closed for a timeout: a head not complete within header_timeout (answered 408)
-  // or an idle keep-alive past keep_alive_timeout.
+  // Connections closed for a timeout: a head not complete within header_timeout (answered 408),
+  // an idle keep-alive past keep_alive_timeout, or a response unread for send_timeout.
   std::uint64_t timeouts = 0;
   // Idle connections closed at the descriptor limit to make room for new ones.
   std::uint64_t reclaimed = 0;

@@ -102,8 +102,12 @@ void Connection::on_read(error_code ec, std::size_t bytes) {
     on_head_timeout();
     return;
   }
-  // EOF, a reset or the server stopping: nothing to answer; the destructor closes the socket.
-  if (ec) return;
+  // EOF or a reset: nothing to answer. Closed now, not when the pending deadline would have let
+  // go of this connection (up to keep_alive_timeout later), so its descriptor is free at once.
+  if (ec) {
+    close_now();
+    return;
+  }
   if (input_.empty() && bytes > 0) {
     context_.idle->remove(idle_slot_);
     if (served_ > 0) arm_deadline(context_.header_timeout);
@@ -161,6 +165,10 @@ void Connection::on_deadline(error_code ec) {
     timed_out_ = true;
     error_code ignored;
     socket_.cancel(ignored);
+  } else if (phase_ == Phase::kSending) {
+    // The client stopped reading: the response is abandoned (the destructor ends its count).
+    context_.counters->timeouts.fetch_add(1);
+    close_now();
   } else if (phase_ == Phase::kLinger) {
     close_now();
   }
@@ -252,10 +260,16 @@ void Connection::send(Plan plan) {
     plan_.text = std::string();
     plan_.body_bytes = 0;
   }
+  phase_ = Phase::kSending;
   if (plan_.text) {
+    arm_deadline(context_.send_timeout);
     const std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(*plan_.text)};
     asio::async_write(socket_, buffers, [self = shared_from_this()](error_code ec, std::size_t) {
-      if (!ec) self->finish();
+      if (ec) {
+        self->close_now();
+      } else {
+        self->finish();
+      }
     });
     return;
   }
@@ -274,9 +288,14 @@ void Connection::write_chunk() {
   LatencyServer::fill_body(sent_, chunk_);
   std::array<asio::const_buffer, 2> buffers{asio::buffer(head_), asio::buffer(chunk_)};
   if (head_sent_) buffers[0] = asio::const_buffer();
+  // Re-armed for every chunk: a slow reader that keeps up with 64 KiB per send_timeout is served.
+  arm_deadline(context_.send_timeout);
   asio::async_write(socket_, buffers,
                     [self = shared_from_this(), size](error_code ec, std::size_t) {
-                      if (ec) return;
+                      if (ec) {
+                        self->close_now();
+                        return;
+                      }
                       self->head_sent_ = true;
                       self->sent_ += size;
                       self->after_chunk();
@@ -295,6 +314,8 @@ void Connection::after_chunk() {
   } else if (plan_.stall) {
     // Stays in flight until the client gives up or the server stops; reads only to notice
     // the client closing (the destructor then closes our end).
+    phase_ = Phase::kBusy;
+    deadline_.cancel();
     drain();
   } else {
     finish();
@@ -304,7 +325,11 @@ void Connection::after_chunk() {
 void Connection::drain() {
   socket_.async_read_some(asio::buffer(read_buffer_),
                           [self = shared_from_this()](error_code ec, std::size_t) {
-                            if (!ec) self->drain();
+                            if (ec) {
+                              self->close_now();
+                            } else {
+                              self->drain();
+                            }
                           });
 }
 

@@ -1,8 +1,9 @@
 // One client connection of crew::LatencyServer: reads request heads (any number of reads each,
 // pipelined ones in order), answers each after its latency, and keeps the connection's deadlines:
 // a head must be complete within header_timeout, an idle kept-alive connection is closed after
-// keep_alive_timeout, and a connection closing after an error lingers briefly so that the client
-// reads its response before a reset could destroy it.
+// keep_alive_timeout, a response the client stops reading is abandoned after send_timeout, and a
+// connection closing after an error lingers briefly so that the client reads its response before a
+// reset could destroy it.
 #pragma once
 
 #include <array>
@@ -53,6 +54,7 @@ struct ConnectionContext {
   std::uint64_t body_bytes = 0;
   std::chrono::milliseconds header_timeout{0};
   std::chrono::milliseconds keep_alive_timeout{0};
+  std::chrono::milliseconds send_timeout{0};
   Counters* counters = nullptr;
   IdleConnections* idle = nullptr;
 };
@@ -71,8 +73,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void close_if_idle();
 
  private:
-  // What the connection is doing; the deadline timer acts on kHead and kLinger only.
-  enum class Phase { kHead, kBusy, kLinger, kClosed };
+  // What the connection is doing; the deadline timer acts on kHead, kSending and kLinger.
+  enum class Phase { kHead, kBusy, kSending, kLinger, kClosed };
 
   void read_request();
   void read_some();
@@ -95,7 +97,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   Socket socket_;
   boost::asio::steady_timer latency_timer_;
-  // The head deadline, the keep-alive deadline or the linger deadline, as phase_ says.
+  // The head, keep-alive, send or linger deadline, as phase_ says.
   boost::asio::steady_timer deadline_;
   const ConnectionContext& context_;
   Phase phase_ = Phase::kHead;

@@ -155,9 +155,9 @@ LatencyServer::LatencyServer(LatencyServerOptions options) : impl_(std::make_uni
     throw std::invalid_argument(
         fmt::format("body_bytes must be at most {}, got {}", kMaxBodyBytes, options.body_bytes));
   }
-  for (const auto& [name, timeout] :
-       {std::pair{"header_timeout", options.header_timeout},
-        std::pair{"keep_alive_timeout", options.keep_alive_timeout}}) {
+  for (const auto& [name, timeout] : {std::pair{"header_timeout", options.header_timeout},
+                                      std::pair{"keep_alive_timeout", options.keep_alive_timeout},
+                                      std::pair{"send_timeout", options.send_timeout}}) {
     if (timeout.count() < 1 || timeout > kMaxLatency) {
       throw std::invalid_argument(
           fmt::format("{} must be between 1 and 3600000 ms, got {} ms", name, timeout.count()));
@@ -167,6 +167,7 @@ LatencyServer::LatencyServer(LatencyServerOptions options) : impl_(std::make_uni
                     .body_bytes = options.body_bytes,
                     .header_timeout = options.header_timeout,
                     .keep_alive_timeout = options.keep_alive_timeout,
+                    .send_timeout = options.send_timeout,
                     .counters = &impl_->counters,
                     .idle = &impl_->idle};
   impl_->options = std::move(options);

@@ -100,11 +100,73 @@ TEST(LatencyServerTimeoutTest, TimeoutsDoNotCutARequestWaitingItsLatency) {
   EXPECT_TRUE(big.complete);
 }
 
+TEST(LatencyServerTimeoutTest, UnreadResponseIsAbandonedAfterSendTimeout) {
+  auto server = start_server({.send_timeout = 200ms});
+  Client client(server->port());
+  // Far more than the socket buffers hold: the server's writes stop making progress.
+  client.get("/?bytes=1GiB");
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server->stats().requests != 1) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the request never arrived";
+    std::this_thread::sleep_for(1ms);
+  }
+  while (server->stats().open_connections != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "the unread response still holds its connection";
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(server->stats().timeouts, 1u);
+  EXPECT_EQ(server->stats().in_flight, 0u);
+}
+
+TEST(LatencyServerTimeoutTest, StalledResponsesAreExemptFromSendTimeout) {
+  auto server = start_server({.send_timeout = 50ms});
+  Client client(server->port());
+  client.get("/?stall=1&bytes=1KiB");
+  // The head and 16 bytes, then nothing for a second (20 send timeouts) but no close either.
+  client.set_read_timeout(1s);
+  const Response response = client.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_FALSE(response.complete);
+  EXPECT_FALSE(response.eof);
+  EXPECT_TRUE(response.error == EAGAIN || response.error == EWOULDBLOCK) << response.error;
+  EXPECT_EQ(server->stats().timeouts, 0u);
+}
+
+TEST(LatencyServerTimeoutTest, ConnectionClosedByItsClientIsFreedAtOnce) {
+  // The timeouts are an hour: the server must notice the close itself, not wait them out.
+  auto server = start_server(
+      {.body_bytes = 3, .header_timeout = 1h, .keep_alive_timeout = 1h, .send_timeout = 1h});
+  {
+    Client kept_alive(server->port());
+    kept_alive.get("/");
+    EXPECT_EQ(kept_alive.read_response().status, 200);
+    Client half_sent(server->port());
+    half_sent.send("GET / HT");
+    Client unread(server->port());
+    unread.get("/?bytes=1GiB");
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (server->stats().requests != 2) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+      std::this_thread::sleep_for(1ms);
+    }
+    unread.reset();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server->stats().open_connections != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "open: " << server->stats().open_connections;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(server->stats().timeouts, 0u);
+}
+
 TEST(LatencyServerTimeoutTest, TimeoutsAreChecked) {
   EXPECT_THROW(LatencyServer({.header_timeout = 0ms}), std::invalid_argument);
   EXPECT_THROW(LatencyServer({.header_timeout = 2h}), std::invalid_argument);
   EXPECT_THROW(LatencyServer({.keep_alive_timeout = 0ms}), std::invalid_argument);
   EXPECT_THROW(LatencyServer({.keep_alive_timeout = -1ms}), std::invalid_argument);
+  EXPECT_THROW(LatencyServer({.send_timeout = 0ms}), std::invalid_argument);
 }
 
 }  // namespace
