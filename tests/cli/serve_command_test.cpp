@@ -109,7 +109,7 @@ TEST_F(ServeCommandTest, BadUsageExitsTwoWithOneLine) {
       {"--port", "65536"},        {"--port", "-1"},
       {"--bind", "localhost"},    {"--bogus"},
       {"--header-timeout", "0"},  {"--keep-alive-timeout", "soon"},
-      {"--header-timeout", "2h"},
+      {"--header-timeout", "2h"}, {"--send-timeout", "0ms"},
   };
   for (const auto& args : cases) {
     std::vector<std::string> argv = {crew_cli(), "serve"};
@@ -130,6 +130,7 @@ TEST_F(ServeCommandTest, HelpTeachesTheTimeoutsAndLimits) {
   EXPECT_THAT(result.out, HasSubstr("Default: 60s"));
   EXPECT_THAT(result.out, HasSubstr("--keep-alive-timeout"));
   EXPECT_THAT(result.out, HasSubstr("Default: 75s"));
+  EXPECT_THAT(result.out, HasSubstr("--send-timeout"));
   EXPECT_THAT(result.out, HasSubstr("16 KiB"));
 }
 

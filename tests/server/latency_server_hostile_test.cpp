@@ -75,9 +75,17 @@ void pause(std::chrono::milliseconds limit, const std::atomic<bool>& stopping) {
   while (Clock::now() < until && !stopping.load()) std::this_thread::sleep_for(5ms);
 }
 
-TEST(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) {
-  LatencyServer server(
-      {.latency = 1ms, .body_bytes = 1000, .header_timeout = 300ms, .keep_alive_timeout = 300ms});
+// The server's thread count: one (the default), and several, where each connection's strand
+// keeps its handlers apart.
+class LatencyServerHostileTest : public ::testing::TestWithParam<std::size_t> {};
+
+TEST_P(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) {
+  LatencyServer server({.latency = 1ms,
+                        .body_bytes = 1000,
+                        .threads = GetParam(),
+                        .header_timeout = 300ms,
+                        .keep_alive_timeout = 300ms,
+                        .send_timeout = 300ms});
   server.start();
   const std::uint16_t port = server.port();
   HostilePeers peers(port);
@@ -204,6 +212,10 @@ TEST(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) {
     std::this_thread::sleep_for(10ms);
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Threads, LatencyServerHostileTest,
+                         ::testing::Values(std::size_t{1}, std::size_t{4}),
+                         [](const auto& info) { return "Threads" + std::to_string(info.param); });
 
 }  // namespace
 }  // namespace crew

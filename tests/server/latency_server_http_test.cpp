@@ -2,6 +2,7 @@
 // Tests of crew::LatencyServer's request heads over loopback (issue 11): heads that arrive in many
 // reads, pipelining, the head size limit (414 / 431), and RFC 9112 conformance (Host, the
 // absolute form, Connection lists, empty lines, bare LF and bare CR).
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -42,7 +43,7 @@ TEST(LatencyServerHttpTest, LongPathIsServed) {
   auto server = start_server({.body_bytes = 7});
   Client client(server->port());
   for (const std::size_t length : {960u, 1000u, 4000u, 12000u}) {
-    client.get("/" + std::string(length, 'p') + "?bytes=7");
+    client.get(fmt::format("/{}?bytes=7", std::string(length, 'p')));
     const Response response = client.read_response();
     EXPECT_EQ(response.status, 200) << length << ": " << response.body;
     EXPECT_EQ(response.body, expected_body(0, 7)) << length;
@@ -111,7 +112,7 @@ TEST(LatencyServerHttpTest, FieldsOverTheLimitGet431AndClose) {
 TEST(LatencyServerHttpTest, RequestLineOverTheLimitGets414AndClose) {
   auto server = start_server();
   Client client(server->port());
-  client.get("/" + std::string(kMaxRequestHeadBytes + 100, 'p'));
+  client.get(fmt::format("/{}", std::string(kMaxRequestHeadBytes + 100, 'p')));
   const Response response = client.read_response();
   EXPECT_EQ(response.status, 414) << response.body;
   EXPECT_THAT(response.body, HasSubstr("request line"));
