@@ -174,12 +174,44 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
   EXPECT_EQ(early_response.status, 200);
   EXPECT_EQ(early_response.body, server_test::expected_body(0, 4));
 
-  // Still at the limit (the idle clients reconnect nothing, but the backlog holds the rest of
-  // them): the server backs off accepting rather than spinning. A spinning accept loop burns a
-  // core; a second of wall time costs a waiting server next to no CPU.
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  const CommandResult result = child.wait(30s);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST_F(ServeCommandTest, AtTheDescriptorLimitWithNothingIdleAcceptWaitsWithoutSpinning) {
+  ChildProcess child(
+      {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10", crew_cli()});
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
+  ASSERT_THAT(*line, StartsWith("READY "));
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+
+  // More busy connections than descriptors: each waits its latency, so none can be closed to
+  // make room, and the late client waits in the backlog.
+  std::vector<std::unique_ptr<server_test::Client>> busy;
+  for (int i = 0; i < 80; ++i) {
+    busy.push_back(std::make_unique<server_test::Client>(port));
+    busy.back()->get("/?latency=3s&bytes=2");
+  }
+  server_test::Client late(port);
+  late.get("/?bytes=10");
+  // A spinning accept loop burns a core; one that backs off costs next to no CPU in a second.
   const std::chrono::milliseconds cpu_before = cpu_time(child.pid());
   std::this_thread::sleep_for(1s);
   EXPECT_LT(cpu_time(child.pid()) - cpu_before, 500ms);
+
+  // Once the latencies end, the descriptors come back and the late client is answered too.
+  late.set_read_timeout(60s);
+  const server_test::Response response = late.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, server_test::expected_body(0, 10));
+  for (auto& client : busy) {
+    client->set_read_timeout(60s);
+    const server_test::Response answer = client->read_response();
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_EQ(answer.body, server_test::expected_body(0, 2));
+  }
 
   ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
   const CommandResult result = child.wait(30s);
