@@ -232,11 +232,50 @@ void Connection::handle(std::string_view head) {
     return;
   }
   plan_ = std::move(plan);
+  waiting_latency_ = true;
   latency_timer_.expires_after(plan_.latency);
   latency_timer_.async_wait([self = shared_from_this()](error_code ec) {
-    if (ec) return;
-    self->send(std::move(self->plan_));
+    if (!ec) self->on_latency_elapsed();
   });
+  watch();
+}
+
+// Reads while a request waits its latency, so that a client that leaves (EOF or reset) frees its
+// connection at once instead of when the latency ends (up to an hour). What it reads is the next
+// pipelined requests, kept in input_; beyond a head's worth it stops reading, and a client that
+// leaves then is noticed when the response is written. A client that half-closes its side while
+// waiting is taken as gone, as nginx takes it (499).
+void Connection::watch() {
+  if (input_.size() > kMaxRequestHeadBytes) return;
+  watching_ = true;
+  socket_.async_read_some(
+      asio::buffer(read_buffer_),
+      [self = shared_from_this()](error_code ec, std::size_t bytes) { self->on_watch(ec, bytes); });
+}
+
+void Connection::on_watch(error_code ec, std::size_t bytes) {
+  watching_ = false;
+  if (phase_ == Phase::kClosed) return;
+  if (!ec) input_.append(read_buffer_.data(), bytes);
+  if (!waiting_latency_) {
+    // The latency ended and cancelled this read (or it completed just before): answer now.
+    send(std::move(plan_));
+  } else if (ec) {
+    close_now();
+  } else {
+    watch();
+  }
+}
+
+void Connection::on_latency_elapsed() {
+  waiting_latency_ = false;
+  if (watching_) {
+    // on_watch answers once the read is cancelled: one read at a time on the socket.
+    error_code ignored;
+    socket_.cancel(ignored);
+    return;
+  }
+  send(std::move(plan_));
 }
 
 void Connection::reply_error(unsigned status, std::string_view message, bool keep_alive) {

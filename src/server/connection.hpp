@@ -84,6 +84,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_deadline(std::chrono::milliseconds after);
   void on_deadline(boost::system::error_code ec);
   void handle(std::string_view head);
+  void watch();
+  void on_watch(boost::system::error_code ec, std::size_t bytes);
+  void on_latency_elapsed();
   void reply_error(unsigned status, std::string_view message, bool keep_alive);
   void send(Plan plan);
   void write_chunk();
@@ -104,8 +107,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // Bytes received and not yet consumed: the head being read, then any pipelined requests.
   std::string input_;
   RequestHeadScanner scanner_;
-  std::uint64_t served_ = 0;  // responses finished on this connection
-  bool timed_out_ = false;    // the head deadline passed while a read was outstanding
+  std::uint64_t served_ = 0;      // responses finished on this connection
+  bool timed_out_ = false;        // the head deadline passed while a read was outstanding
+  bool waiting_latency_ = false;  // a request waits its latency
+  bool watching_ = false;         // a read is outstanding during that wait (see watch())
   IdleConnections::Slot idle_slot_;
   Plan plan_;
   std::string head_;

@@ -161,6 +161,48 @@ TEST(LatencyServerTimeoutTest, ConnectionClosedByItsClientIsFreedAtOnce) {
   EXPECT_EQ(server->stats().timeouts, 0u);
 }
 
+TEST(LatencyServerTimeoutTest, ClientThatLeavesDuringItsLatencyIsFreedAtOnce) {
+  // Else connect, ask for latency=3600s and leave would pin a descriptor for an hour per
+  // request, and a few hundred would fill the server with connections nobody waits for.
+  auto server = start_server({.body_bytes = 3});
+  {
+    Client leaving(server->port());
+    leaving.get("/?latency=3600s");
+    Client resetting(server->port());
+    resetting.get("/?latency=3600s");
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (server->stats().in_flight != 2) {
+      ASSERT_LT(std::chrono::steady_clock::now(), deadline);
+      std::this_thread::sleep_for(1ms);
+    }
+    resetting.reset();
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server->stats().open_connections != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "open: " << server->stats().open_connections;
+    std::this_thread::sleep_for(1ms);
+  }
+  EXPECT_EQ(server->stats().in_flight, 0u);
+}
+
+TEST(LatencyServerTimeoutTest, PipelinedRequestsWaitingTheirLatencyAreAllAnswered) {
+  // The server reads on while a request waits (to notice a client leaving): what it reads is
+  // the next requests, kept in order.
+  auto server = start_server({.latency = 20ms});
+  Client client(server->port());
+  std::string requests;
+  for (int i = 1; i <= 5; ++i) {
+    requests += "GET /?bytes=" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  client.send(requests);
+  for (std::size_t i = 1; i <= 5; ++i) {
+    const Response response = client.read_response();
+    ASSERT_EQ(response.status, 200) << i;
+    ASSERT_EQ(response.body, expected_body(0, i)) << i;
+  }
+}
+
 TEST(LatencyServerTimeoutTest, TimeoutsAreChecked) {
   EXPECT_THROW(LatencyServer({.header_timeout = 0ms}), std::invalid_argument);
   EXPECT_THROW(LatencyServer({.header_timeout = 2h}), std::invalid_argument);
