@@ -4,6 +4,7 @@
 #include <sys/resource.h>
 
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
@@ -47,6 +48,11 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& args) {
       "bytes=5KiB, status=404, reset=1 (reset mid-body), stall=1 (stop after a few bytes).\n"
       "GET /stats returns the request counts and the peak in flight as JSON.\n"
       "\n"
+      "Limits: a request head of at most 16 KiB (a longer request line gets 414, longer\n"
+      "header fields 431); no request body. At the open-file limit the server keeps serving\n"
+      "its connections and closes idle ones (the oldest that never sent a byte first) to\n"
+      "accept new ones.\n"
+      "\n"
       "Examples:\n"
       "  crew serve                                   # 127.0.0.1, ephemeral port, 200ms, 50KiB\n"
       "  crew serve --port 8080 --latency 100ms --body 5KiB\n"
@@ -74,6 +80,25 @@ CLI::App* add_serve_command(CLI::App& app, ServeArgs& args) {
                    "IPv6 loopback. Any other address is exposed to its network: name it only\n"
                    "when you mean it.")
       ->type_name("ADDR");
+  command
+      ->add_option("--header-timeout", args.header_timeout,
+                   "How long a request head (request line and header fields) may take to\n"
+                   "arrive, from its first byte (or from the connect, for a connection's first\n"
+                   "request); a slower one gets 408 and the connection is closed. 1ms to 3600s,\n"
+                   "as --latency. Default: 60s (nginx's client_header_timeout).")
+      ->type_name("D");
+  command
+      ->add_option("--keep-alive-timeout", args.keep_alive_timeout,
+                   "How long a kept-alive connection may sit idle between requests before it is\n"
+                   "closed (quietly, no response). 1ms to 3600s. Default: 75s (nginx's\n"
+                   "keepalive_timeout).")
+      ->type_name("D");
+  command
+      ->add_option("--send-timeout", args.send_timeout,
+                   "How long a response may wait for the client to read it (no progress)\n"
+                   "before it is abandoned and the connection closed; stall=1 is exempt. 1ms to\n"
+                   "3600s. Default: 60s (nginx's send_timeout).")
+      ->type_name("D");
   return command;
 }
 
@@ -91,6 +116,21 @@ LatencyServerOptions resolve_serve_args(const ServeArgs& args) {
     throw UsageError(fmt::format("--body: {}", error.what()));
   }
   options.bind_address = args.bind;
+  const auto timeout = [](const std::string& text, std::string_view option) {
+    std::chrono::milliseconds parsed{};
+    try {
+      parsed = parse_latency(text);
+    } catch (const std::invalid_argument& error) {
+      throw UsageError(fmt::format("{}: {}", option, error.what()));
+    }
+    if (parsed.count() == 0) {
+      throw UsageError(fmt::format("{}: must be at least 1ms, got \"{}\"", option, text));
+    }
+    return parsed;
+  };
+  options.header_timeout = timeout(args.header_timeout, "--header-timeout");
+  options.keep_alive_timeout = timeout(args.keep_alive_timeout, "--keep-alive-timeout");
+  options.send_timeout = timeout(args.send_timeout, "--send-timeout");
   return options;
 }
 

@@ -17,6 +17,9 @@ struct ServeArgs {
   std::string latency = "200ms";
   std::string body = "50KiB";
   std::string bind = "127.0.0.1";
+  std::string header_timeout = "60s";
+  std::string keep_alive_timeout = "75s";
+  std::string send_timeout = "60s";
 };
 
 // Registers `crew serve` on `app`, writing what it parses into `args` (which must outlive app).

@@ -13,6 +13,11 @@
 // An unknown parameter or value gets 400 with a one-line message. GET /stats returns the counters
 // as JSON ({"requests": …, "in_flight": …, "peak_in_flight": …, …}); it waits no latency and is
 // not counted itself.
+//
+// Requests follow RFC 9112: a head may arrive in any number of reads (pipelined requests are
+// answered in order), up to kMaxRequestHeadBytes (beyond: 414 or 431); a head not complete within
+// header_timeout gets 408; an idle kept-alive connection is closed after keep_alive_timeout; at
+// the descriptor limit idle connections are closed to accept new ones (docs/cli.md, crew serve).
 #pragma once
 
 #include <chrono>
@@ -35,20 +40,40 @@ struct LatencyServerOptions {
   std::uint64_t body_bytes = 0;
   // Threads that run the server's io_context; 1 holds thousands of waiting connections.
   std::size_t threads = 1;
+  // A request head (request line and header fields) not complete this long after its first byte
+  // (or, on a new connection, after the accept) gets 408 Request Timeout and the connection is
+  // closed, as nginx's client_header_timeout. 1 ms to 1 hour.
+  std::chrono::milliseconds header_timeout = std::chrono::seconds(60);
+  // A kept-alive connection that sends no byte of its next request this long after its last
+  // response is closed quietly (no response), as nginx's keepalive_timeout. 1 ms to 1 hour.
+  std::chrono::milliseconds keep_alive_timeout = std::chrono::seconds(75);
+  // A response that the client does not read (no write progress) for this long is abandoned and
+  // the connection closed, as nginx's send_timeout; stall=1 responses stall by request and are
+  // exempt. 1 ms to 1 hour.
+  std::chrono::milliseconds send_timeout = std::chrono::seconds(60);
 };
 
 struct LatencyServerStats {
   std::uint64_t requests = 0;        // requests parsed (malformed ones and /stats excluded)
   std::uint64_t in_flight = 0;       // requests waiting their latency or sending their response
   std::uint64_t peak_in_flight = 0;  // the most in flight at once since the server was made
-  std::uint64_t bad_requests = 0;    // answered 400
+  std::uint64_t bad_requests = 0;    // refused: answered 400, 405, 414, 431 or 505
   std::uint64_t connections = 0;     // accepted since the server was made
   std::uint64_t open_connections = 0;
+  // Connections closed for a timeout: a head not complete within header_timeout (answered 408),
+  // an idle keep-alive past keep_alive_timeout, or a response unread for send_timeout.
+  std::uint64_t timeouts = 0;
+  // Idle connections closed at the descriptor limit to make room for new ones.
+  std::uint64_t reclaimed = 0;
 };
 
 // The largest per-request latency and body size.
 inline constexpr std::chrono::milliseconds kMaxLatency = std::chrono::hours(1);
 inline constexpr std::uint64_t kMaxBodyBytes = std::uint64_t{4} << 30;
+// The largest request head (empty lines before the request line, the request line, the header
+// fields and the blank line after them): a longer request line gets 414 URI Too Long, longer
+// header fields 431 Request Header Fields Too Large, and the connection is closed.
+inline constexpr std::size_t kMaxRequestHeadBytes = 16 * 1024;
 
 class LatencyServer {
  public:

@@ -12,12 +12,14 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "crew/latency_server.hpp"
+#include "server/http_client.hpp"
 #include "support/leak_guard.hpp"
 #include "support/run_command.hpp"
 
@@ -103,8 +105,11 @@ TEST_F(ServeCommandTest, ExitsZeroOnSigterm) {
 
 TEST_F(ServeCommandTest, BadUsageExitsTwoWithOneLine) {
   const std::vector<std::vector<std::string>> cases = {
-      {"--latency", "soon"}, {"--body", "5XB"},       {"--port", "65536"},
-      {"--port", "-1"},      {"--bind", "localhost"}, {"--bogus"},
+      {"--latency", "soon"},      {"--body", "5XB"},
+      {"--port", "65536"},        {"--port", "-1"},
+      {"--bind", "localhost"},    {"--bogus"},
+      {"--header-timeout", "0"},  {"--keep-alive-timeout", "soon"},
+      {"--header-timeout", "2h"}, {"--send-timeout", "0ms"},
   };
   for (const auto& args : cases) {
     std::vector<std::string> argv = {crew_cli(), "serve"};
@@ -118,6 +123,17 @@ TEST_F(ServeCommandTest, BadUsageExitsTwoWithOneLine) {
   }
 }
 
+TEST_F(ServeCommandTest, HelpTeachesTheTimeoutsAndLimits) {
+  const CommandResult result = run_command({crew_cli(), "serve", "--help"}, 30s);
+  EXPECT_EQ(result.exit_code, 0);
+  EXPECT_THAT(result.out, HasSubstr("--header-timeout"));
+  EXPECT_THAT(result.out, HasSubstr("Default: 60s"));
+  EXPECT_THAT(result.out, HasSubstr("--keep-alive-timeout"));
+  EXPECT_THAT(result.out, HasSubstr("Default: 75s"));
+  EXPECT_THAT(result.out, HasSubstr("--send-timeout"));
+  EXPECT_THAT(result.out, HasSubstr("16 KiB"));
+}
+
 TEST_F(ServeCommandTest, PortInUseFailsWithExitOne) {
   LatencyServer server;
   server.start();
@@ -126,6 +142,80 @@ TEST_F(ServeCommandTest, PortInUseFailsWithExitOne) {
   EXPECT_EQ(result.exit_code, 1);
   EXPECT_EQ(result.out, "");
   EXPECT_THAT(result.err, HasSubstr("crew: error: "));
+}
+
+TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
+  // `ulimit -n` in sh lowers the soft and the hard limit, so crew serve cannot raise it: about 50
+  // descriptors for connections. The timeouts are an hour, so only the server's own policy at
+  // the limit (close the oldest connections that never sent a byte) can answer the late client.
+  ChildProcess child({"/bin/sh", "-c",
+                      "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 "
+                      "--header-timeout 3600s --keep-alive-timeout 3600s",
+                      crew_cli()});
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
+  ASSERT_THAT(*line, StartsWith("READY "));
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+
+  // A client that was there first, with a request waiting its latency through the flood.
+  server_test::Client early(port);
+  early.get("/?latency=1s&bytes=4");
+  std::vector<std::unique_ptr<server_test::Client>> idle;
+  for (int i = 0; i < 150; ++i) idle.push_back(std::make_unique<server_test::Client>(port));
+
+  server_test::Client late(port);
+  late.set_read_timeout(30s);
+  late.get("/?bytes=10");
+  const server_test::Response response = late.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, server_test::expected_body(0, 10));
+
+  const server_test::Response early_response = early.read_response();
+  EXPECT_EQ(early_response.status, 200);
+  EXPECT_EQ(early_response.body, server_test::expected_body(0, 4));
+
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  const CommandResult result = child.wait(30s);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
+TEST_F(ServeCommandTest, AtTheDescriptorLimitWithNothingIdleAcceptWaitsWithoutSpinning) {
+  ChildProcess child(
+      {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10", crew_cli()});
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
+  ASSERT_THAT(*line, StartsWith("READY "));
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+
+  // More busy connections than descriptors: each waits its latency, so none can be closed to
+  // make room, and the late client waits in the backlog.
+  std::vector<std::unique_ptr<server_test::Client>> busy;
+  for (int i = 0; i < 80; ++i) {
+    busy.push_back(std::make_unique<server_test::Client>(port));
+    busy.back()->get("/?latency=3s&bytes=2");
+  }
+  server_test::Client late(port);
+  late.get("/?bytes=10");
+  // A spinning accept loop burns a core; one that backs off costs next to no CPU in a second.
+  const std::chrono::milliseconds cpu_before = cpu_time(child.pid());
+  std::this_thread::sleep_for(1s);
+  EXPECT_LT(cpu_time(child.pid()) - cpu_before, 500ms);
+
+  // Once the latencies end, the descriptors come back and the late client is answered too.
+  late.set_read_timeout(60s);
+  const server_test::Response response = late.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, server_test::expected_body(0, 10));
+  for (auto& client : busy) {
+    client->set_read_timeout(60s);
+    const server_test::Response answer = client->read_response();
+    EXPECT_EQ(answer.status, 200);
+    EXPECT_EQ(answer.body, server_test::expected_body(0, 2));
+  }
+
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  const CommandResult result = child.wait(30s);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
 }  // namespace

@@ -1,0 +1,54 @@
+// The connections of a crew::LatencyServer that wait for the first byte of a request, oldest
+// first, so that at the descriptor limit the server can close some of them to accept new ones
+// (as nginx reuses its idle keep-alive connections): a few hundred silent sockets then cost a
+// client its wait in the backlog, not its answer.
+#pragma once
+
+#include <cstddef>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace crew::detail {
+
+class Connection;
+
+class IdleConnections {
+ public:
+  enum class Kind {
+    kNew,        // accepted, no byte received yet: closed first (what a flood of sockets makes)
+    kKeptAlive,  // served at least one request, now waiting for the next
+  };
+
+  // A connection's place in the lists. Guarded by the registry's mutex: a connection touches it
+  // only through add and remove, the server only through take_oldest.
+  struct Slot;
+  struct Entry {
+    std::weak_ptr<Connection> connection;
+    Slot* slot;  // inside the connection, so valid while the connection lives
+  };
+  struct Slot {
+    bool listed = false;
+    Kind kind = Kind::kNew;
+    std::list<Entry>::iterator it;
+  };
+
+  // Lists `connection` as idle (the newest of its kind); a listed slot is moved to the end.
+  void add(Kind kind, std::weak_ptr<Connection> connection, Slot& slot);
+  // Unlists the slot, if listed. Thread safety: safe.
+  void remove(Slot& slot) noexcept;
+  // Unlists and returns up to `count` idle connections still alive, new ones before kept-alive
+  // ones, the longest idle first. Thread safety: safe.
+  [[nodiscard]] std::vector<std::shared_ptr<Connection>> take_oldest(std::size_t count);
+
+ private:
+  std::list<Entry>& list_of(Kind kind) { return kind == Kind::kNew ? new_ : kept_alive_; }
+
+  std::mutex mu_;
+  // Guarded by mu_; oldest at the front.
+  std::list<Entry> new_;
+  std::list<Entry> kept_alive_;
+};
+
+}  // namespace crew::detail
