@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
@@ -99,6 +100,87 @@ std::optional<std::size_t> stops_paying_at(const std::vector<Point>& points,
   return std::nullopt;
 }
 
+// "1.19× (95 % CI 0.80–1.77×)", or "1.19× (one run: spread unknown)".
+std::string speedup_with_interval(const Point& p) {
+  if (!p.speedup_interval.interval_known()) {
+    return fmt::format("{} (spread unknown)", format_speedup(p.speedup));
+  }
+  return fmt::format("{} (95 % CI {:.2f}–{})", format_speedup(p.speedup), *p.speedup_interval.low,
+                     format_speedup(*p.speedup_interval.high));
+}
+
+std::string point_prose(const Point& p) { return fmt::format("{} ×{}", p.engine, p.workers); }
+
+// Why the figures cannot carry "use X": empty when they can. The order is the order a reader
+// should fix them in: a busy machine first, as it spoils every other figure.
+std::string why_inconclusive(const Sweep& sweep, const Verdict& verdict, const Point& chosen,
+                             const Point* runner_up) {
+  if (sweep.cpu_bound_job && verdict.cpu_per_wall > 0 &&
+      verdict.cpu_per_wall < kBusySerialCpuPerWall) {
+    return fmt::format(
+        "the serial run of this CPU-only job got {:.2f} CPU per wall second (busy machine)",
+        verdict.cpu_per_wall);
+  }
+  if (chosen.efficiency_is_noise()) {
+    return fmt::format("{} measured {:.0f} % efficiency, which only noise gives",
+                       point_prose(chosen), chosen.efficiency * 100);
+  }
+  switch (compare(chosen.wall, sweep.serial.wall)) {
+    case Difference::kFaster:
+      break;
+    case Difference::kUnknown:
+      return "one run per point, so the spread is unknown";
+    case Difference::kWithinNoise:
+    case Difference::kSlower:
+      return fmt::format("within noise: {} is not clearly faster than serial", point_prose(chosen));
+  }
+  // The cheaper of two points within kGoodEnough of each other is the better buy even when the
+  // dearer one is measurably faster; a dearer choice must be faster beyond the noise.
+  if (runner_up == nullptr || cheaper(chosen, *runner_up)) return {};
+  switch (compare(chosen.wall, runner_up->wall)) {
+    case Difference::kFaster:
+      return {};
+    case Difference::kUnknown:
+      return "one run per point, so the spread is unknown";
+    case Difference::kWithinNoise:
+    case Difference::kSlower:
+      break;
+  }
+  return fmt::format("within noise: {} and {} cannot be told apart", point_prose(chosen),
+                     point_prose(*runner_up));
+}
+
+// Every sign of noise in the sweep, for Verdict::warnings.
+std::vector<std::string> warnings_of(const Sweep& sweep, double serial_cpu_per_wall) {
+  NoiseSigns signs{.cpu_bound_job = sweep.cpu_bound_job,
+                   .serial_cpu_per_wall = serial_cpu_per_wall,
+                   .other_load = sweep.other_load,
+                   .cores = sweep.cores,
+                   .outlier_runs = sweep.serial.wall.outliers};
+  bool spread_unknown = !sweep.serial.wall.spread_known();
+  std::vector<std::string> noisy;
+  for (const Point& p : sweep.points) {
+    signs.outlier_runs += p.wall.outliers;
+    spread_unknown = spread_unknown || !p.wall.spread_known();
+    if (p.efficiency_is_noise()) {
+      noisy.push_back(fmt::format("{} {:.0f} %", point_prose(p), p.efficiency * 100));
+    }
+  }
+  std::vector<std::string> warnings = noise_warnings(signs);
+  if (!noisy.empty()) {
+    warnings.push_back(fmt::format(
+        "efficiency above 100 % ({}) is noise, not a finding: w workers cannot run a serial "
+        "loop's work more than w times faster, so the serial runs were slowed",
+        fmt::join(noisy, ", ")));
+  }
+  if (spread_unknown) {
+    warnings.push_back(
+        "one run per point: the spread is unknown, so no figure can be told from noise (use "
+        "--repeat 3 or more, or leave --repeat out)");
+  }
+  return warnings;
+}
+
 Json sample_json(const Sample& s) {
   Json j;
   j["wall_s"] = s.wall_s;
@@ -107,17 +189,26 @@ Json sample_json(const Sample& s) {
   return j;
 }
 
+Json or_null(const std::optional<double>& value) { return value ? Json(*value) : Json(nullptr); }
+
 Json point_json(const Point& p) {
   Json j;
   j["engine"] = p.engine;
   j["workers"] = p.workers;
+  j["runs"] = p.wall.runs;
   j["wall_s"] = p.wall_s;
+  j["wall_stddev_s"] = p.wall.spread_known() ? Json(p.wall.stddev) : Json(nullptr);
   j["wall_min_s"] = p.wall_min_s;
   j["wall_max_s"] = p.wall_max_s;
+  j["wall_median_s"] = p.wall.median;
+  j["outliers"] = p.wall.outliers;
   j["cpu_s"] = p.cpu_s;
   j["peak_rss_bytes"] = p.peak_rss_bytes;
   j["speedup"] = p.speedup;
+  j["speedup_low"] = or_null(p.speedup_interval.low);
+  j["speedup_high"] = or_null(p.speedup_interval.high);
   j["efficiency"] = p.efficiency;
+  j["efficiency_is_noise"] = p.efficiency_is_noise();
   j["samples"] = Json::array();
   for (const Sample& s : p.samples) j["samples"].push_back(sample_json(s));
   return j;
@@ -191,7 +282,7 @@ double median(std::vector<double> values) {
   return lower + (upper - lower) / 2;
 }
 
-void summarize(Point& point, double serial_wall_s) {
+void summarize(Point& point, const Statistics& serial_wall) {
   if (point.samples.empty()) {
     throw std::invalid_argument(
         fmt::format("point.samples is empty ({} × {})", point.engine, point.workers));
@@ -204,18 +295,26 @@ void summarize(Point& point, double serial_wall_s) {
     cpus.push_back(s.cpu_s);
     rss.push_back(s.peak_rss_bytes);
   }
-  const auto [min_wall, max_wall] = std::ranges::minmax(walls);
-  point.wall_min_s = min_wall;
-  point.wall_max_s = max_wall;
-  point.wall_s = median(walls);
+  point.wall = describe(walls);
+  point.wall_min_s = point.wall.min;
+  point.wall_max_s = point.wall.max;
+  point.wall_s = point.wall.mean;
   point.cpu_s = median(cpus);
   // Bytes stay integers: a double's median of two RSS figures could land on half a byte.
   std::ranges::sort(rss);
   const std::size_t mid = rss.size() / 2;
   point.peak_rss_bytes =
       rss.size() % 2 == 1 ? rss[mid] : rss[mid - 1] + (rss[mid] - rss[mid - 1]) / 2;
-  point.speedup = serial_wall_s > 0 ? ratio(serial_wall_s, point.wall_s) : 0;
+  point.speedup_interval = speedup(serial_wall, point.wall);
+  point.speedup = point.speedup_interval.value;
   point.efficiency = point.workers > 0 ? point.speedup / static_cast<double>(point.workers) : 0;
+}
+
+void summarize(Point& point, double serial_wall_s) {
+  Statistics serial;
+  serial.runs = 1;
+  serial.mean = serial.min = serial.max = serial.median = serial_wall_s;
+  summarize(point, serial);
 }
 
 Verdict decide(const Sweep& sweep) {
@@ -228,6 +327,7 @@ Verdict decide(const Sweep& sweep) {
     if (p.engine != "serial") all.push_back(&p);
   }
   const Point* best = best_point(all);
+  verdict.warnings = warnings_of(sweep, verdict.cpu_per_wall);
 
   std::string sentence;
   if (sweep.interrupted) sentence += "From the points measured before the interruption: ";
@@ -277,6 +377,23 @@ Verdict decide(const Sweep& sweep) {
     verdict.runner_up_speedup = runner_up->speedup;
     verdict.runner_up_memory_ratio = ratio(static_cast<double>(runner_up->peak_rss_bytes),
                                            static_cast<double>(chosen->peak_rss_bytes));
+  }
+
+  const std::string doubt = why_inconclusive(sweep, verdict, *chosen, runner_up);
+  if (!doubt.empty()) {
+    verdict.conclusive = false;
+    verdict.engine = "inconclusive";
+    sentence +=
+        fmt::format("Inconclusive: {}. Leading: {}, {}: {}", doubt, engine_prose(chosen->engine),
+                    plural(chosen->workers, "worker", "workers"), speedup_with_interval(*chosen));
+    if (runner_up != nullptr) {
+      sentence += fmt::format("; {} reach{} {}", engine_prose(runner_up->engine),
+                              runner_up->engine == "event-loop" ? "es" : "",
+                              speedup_with_interval(*runner_up));
+    }
+    sentence += ". Rerun on a quiet machine, or with more runs (--min-runs, --target-rse).";
+    verdict.sentence = std::move(sentence);
+    return verdict;
   }
 
   sentence +=
@@ -334,8 +451,15 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
   j["job"] = sweep.job;
   j["description"] = sweep.description;
   j["cores"] = sweep.cores;
-  j["repeat"] = sweep.repeat;
+  j["repeat"] = sweep.repeat > 0 ? Json(sweep.repeat) : Json(nullptr);
+  j["runs"] = {
+      {"warmup", sweep.policy.warmup},
+      {"min_runs", sweep.policy.min_runs},
+      {"max_runs", sweep.policy.max_runs},
+      {"target_rse", sweep.policy.exact() ? Json(nullptr) : Json(sweep.policy.target_rse)},
+      {"max_time_s", sweep.policy.exact() ? Json(nullptr) : Json(sweep.policy.max_time.count())}};
   j["interrupted"] = sweep.interrupted;
+  j["other_load"] = sweep.other_load;
   j["serial"] = point_json(sweep.serial);
   j["points"] = Json::array();
   for (const Point& p : sweep.points) j["points"].push_back(point_json(p));
@@ -352,6 +476,7 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
     j["python"].push_back(std::move(row));
   }
   Json v;
+  v["conclusive"] = verdict.conclusive;
   v["cpu_bound"] = verdict.cpu_bound;
   v["cpu_per_wall"] = verdict.cpu_per_wall;
   v["engine"] = verdict.engine;
@@ -362,18 +487,27 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
   v["runner_up_speedup"] = verdict.runner_up_speedup;
   v["runner_up_memory_ratio"] = verdict.runner_up_memory_ratio;
   v["sentence"] = verdict.sentence;
+  v["warnings"] = verdict.warnings;
   j["verdict"] = std::move(v);
   // A description typed by a user may hold bytes that are not UTF-8; replace them, do not throw.
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 std::string to_csv(const Sweep& sweep) {
+  // The new columns go last, so that a reader of the first ten keeps working.
   std::string out =
-      "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency\n";
+      "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency,"
+      "runs,wall_stddev_s,wall_median_s,speedup_low,speedup_high\n";
+  const auto known = [](const std::optional<double>& value, int decimals) {
+    return value ? fmt::format("{:.{}f}", *value, decimals) : std::string();
+  };
   const auto row = [&](const Point& p) {
-    out += fmt::format("{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{},{:.4f},{:.4f}\n", sweep.job,
-                       p.engine, p.workers, p.wall_s, p.wall_min_s, p.wall_max_s, p.cpu_s,
-                       p.peak_rss_bytes, p.speedup, p.efficiency);
+    out += fmt::format(
+        "{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{},{:.4f},{:.4f},{},{},{:.6f},{},{}\n", sweep.job,
+        p.engine, p.workers, p.wall_s, p.wall_min_s, p.wall_max_s, p.cpu_s, p.peak_rss_bytes,
+        p.speedup, p.efficiency, p.wall.runs,
+        known(p.wall.spread_known() ? std::optional(p.wall.stddev) : std::nullopt, 6),
+        p.wall.median, known(p.speedup_interval.low, 4), known(p.speedup_interval.high, 4));
   };
   row(sweep.serial);
   for (const Point& p : sweep.points) row(p);
@@ -390,12 +524,14 @@ std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::stri
     if (it == curves.end()) it = curves.insert(curves.end(), {p.engine, {}});
     it->second.push_back(&p);
     max_workers = std::max(max_workers, p.workers);
-    if (std::isfinite(p.speedup)) max_speedup = std::max(max_speedup, p.speedup);
+    const double top = p.speedup_interval.high.value_or(p.speedup);
+    if (std::isfinite(top)) max_speedup = std::max(max_speedup, top);
   }
   const std::size_t cores = std::max<std::size_t>(sweep.cores, 1);
 
-  std::string verdict_text = verdict.engine == "serial"
-                                 ? std::string("stay serial")
+  std::string verdict_text = verdict.engine == "serial" ? std::string("stay serial")
+                             : !verdict.conclusive
+                                 ? std::string("inconclusive (within noise)")
                                  : fmt::format("{}, {} ({})", legend_name(verdict.engine),
                                                plural(verdict.workers, "worker", "workers"),
                                                format_speedup(verdict.speedup));
@@ -439,7 +575,12 @@ std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::stri
   for (auto& [engine, points] : curves) {
     std::ranges::stable_sort(points, {}, &Point::workers);
     s += fmt::format("{} << EOD\n", datablock_name(engine));
-    for (const Point* p : points) s += fmt::format("{} {:.6f}\n", p->workers, p->speedup);
+    // x, speed-up and its 95 % interval (no bar where the spread is unknown).
+    for (const Point* p : points) {
+      s += fmt::format("{} {:.6f} {:.6f} {:.6f}\n", p->workers, p->speedup,
+                       p->speedup_interval.low.value_or(p->speedup),
+                       p->speedup_interval.high.value_or(p->speedup));
+    }
     s += "EOD\n";
   }
   // The ideal at every measured worker count (and at the cores, where a CPU-bound one bends).
@@ -457,7 +598,7 @@ std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::stri
 
   s += "plot ";
   for (const auto& [engine, points] : curves) {
-    s += fmt::format("{} using 1:2 with linespoints lw 2 pt 7 title {}, \\\n     ",
+    s += fmt::format("{} using 1:2:3:4 with yerrorlines lw 2 pt 7 title {}, \\\n     ",
                      datablock_name(engine), gnuplot_double_quoted(legend_name(engine)));
   }
   s += fmt::format("$ideal using 1:2 with lines dt 3 lc rgb \"gray40\" title {}, \\\n     ",
