@@ -110,8 +110,9 @@ TEST(SweepRunnerTest, ProgressEndsWhereItExpected) {
   recorded.set("serial", 1, {1.0, 1.0, 1.0});
   recorded.set("thread", 2, {0.5, 0.5, 0.5});
   std::vector<std::pair<std::size_t, std::size_t>> seen;
-  (void)run_sweep(spec(RunPolicy::exactly(2, 1)), recorded.sampler(), {},
-                  [&](std::size_t done, std::size_t expected) { seen.emplace_back(done, expected); });
+  (void)run_sweep(
+      spec(RunPolicy::exactly(2, 1)), recorded.sampler(), {},
+      [&](std::size_t done, std::size_t expected) { seen.emplace_back(done, expected); });
   ASSERT_EQ(seen.size(), 6U);  // (1 warm-up + 2 runs) × 2 points
   for (std::size_t i = 0; i < seen.size(); ++i) {
     EXPECT_EQ(seen[i].first, i + 1);
