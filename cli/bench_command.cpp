@@ -1,10 +1,6 @@
 #include "bench_command.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <crew/duration.hpp>
 #include <crew/errors.hpp>
@@ -25,11 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <functional>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -39,13 +31,12 @@
 
 #include "bench_python.hpp"
 #include "bench_report.hpp"
+#include "bench_samplers.hpp"
 #include "demo_command.hpp"  // known_prime_sum
 #include "json_output.hpp"
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
 #include "serve_child.hpp"
-
-extern char** environ;
 
 namespace crew::cli {
 namespace {
@@ -322,143 +313,6 @@ double estimate_seconds(const BenchPlan& plan) {
   return total;
 }
 
-// --- the samples --------------------------------------------------------------------------------
-
-// Peak memory of a run: this process's block peak, plus each worker process's own peak.
-std::uint64_t peak_memory(const Timing& timing, const std::optional<ProcessPoolStats>& stats) {
-  std::uint64_t bytes = timing.peak_rss_bytes;
-  if (stats) {
-    for (const WorkerRecord& worker : stats->workers) {
-      bytes += static_cast<std::uint64_t>(std::max(0L, worker.peak_rss_kib)) * 1024;
-    }
-  }
-  return bytes;
-}
-
-sweep::Sample to_sample(const Timing& timing, const std::optional<ProcessPoolStats>& stats) {
-  return {.wall_s = std::chrono::duration<double>(timing.wall).count(),
-          .cpu_s = std::chrono::duration<double>(timing.cpu()).count(),
-          .peak_rss_bytes = peak_memory(timing, stats)};
-}
-
-Engine primes_engine(std::string_view engine) {
-  if (engine == "thread") return Engine::kThread;
-  if (engine == "process") return Engine::kProcess;
-  return Engine::kSerial;
-}
-
-// The synthetic task: burn cpu_ns of this thread's CPU, then sleep io_ns. Returns 1, so that the
-// sum of a run's results counts the tasks that ran.
-struct SyntheticTask {
-  std::int64_t cpu_ns;
-  std::int64_t io_ns;
-};
-
-std::int64_t thread_cpu_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
-}
-
-std::int64_t run_synthetic_task(SyntheticTask task) {
-  if (task.cpu_ns > 0) {
-    const std::int64_t until = thread_cpu_ns() + task.cpu_ns;
-    volatile std::uint64_t sink = 0;
-    do {
-      for (int i = 0; i < 256; ++i) sink = sink + static_cast<std::uint64_t>(i);
-    } while (thread_cpu_ns() < until);
-  }
-  if (task.io_ns > 0) {
-    timespec pause{.tv_sec = static_cast<time_t>(task.io_ns / 1'000'000'000),
-                   .tv_nsec = static_cast<long>(task.io_ns % 1'000'000'000)};
-    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
-    }
-  }
-  return 1;
-}
-
-using sweep::Sampler;
-
-Sampler primes_sampler(const BenchPlan& plan, std::stop_token stop,
-                       std::optional<std::int64_t>& answer) {
-  return [&plan, stop, &answer](const std::string& engine,
-                                std::size_t workers) -> std::optional<sweep::Sample> {
-    PrimesJob job{.below = plan.below,
-                  .engine = primes_engine(engine),
-                  .workers = workers,
-                  .workers_reason = "crew bench",
-                  .chunksize = std::nullopt,
-                  .task_timeout = std::nullopt,
-                  .max_tasks_per_child = std::nullopt};
-    ProgressBar quiet(false, "numbers");
-    const PrimesResult result = run_primes(job, stop, quiet);
-    if (result.interrupted) return std::nullopt;
-    if (!answer) answer = result.sum;
-    if (result.sum != *answer) {
-      throw std::runtime_error(fmt::format("wrong answer: {} with {} workers summed {}, serial {}",
-                                           engine, workers, result.sum, *answer));
-    }
-    return to_sample(result.timing, result.process_stats);
-  };
-}
-
-Sampler fetch_sampler(const std::vector<std::string>& urls, std::stop_token stop) {
-  return [&urls, stop](const std::string& engine,
-                       std::size_t workers) -> std::optional<sweep::Sample> {
-    const workloads::FetchEngine fetch_engine =
-        workloads::parse_fetch_engine(engine).value_or(workloads::FetchEngine::kSerial);
-    const Stopwatch watch;
-    const workloads::FetchRun run =
-        workloads::fetch_urls(urls, fetch_engine, workers, {}, {.stop = stop});
-    const Timing timing = watch.elapsed();
-    // A stop may also show as failed transfers (cut short mid-response): it is still a stop.
-    if (run.stopped || stop.stop_requested()) return std::nullopt;
-    for (const workloads::FetchResult& result : run.results) {
-      if (!result.ok()) {
-        throw std::runtime_error(fmt::format("{} with {} workers: {} failed: {}", engine, workers,
-                                             result.url, result.error));
-      }
-    }
-    return to_sample(timing, run.process_stats);
-  };
-}
-
-Sampler synthetic_sampler(const std::vector<SyntheticTask>& tasks, std::stop_token stop) {
-  return [&tasks, stop](const std::string& engine,
-                        std::size_t workers) -> std::optional<sweep::Sample> {
-    const auto fn = [](SyntheticTask task) { return run_synthetic_task(task); };
-    const MapOptions options{.stop = stop};
-    std::int64_t done = 0;
-    std::optional<ProcessPoolStats> stats;
-    const Stopwatch watch;
-    try {
-      if (engine == "serial") {
-        for (const SyntheticTask& task : tasks) {
-          if (stop.stop_requested()) return std::nullopt;
-          done += run_synthetic_task(task);
-        }
-      } else if (engine == "thread") {
-        ThreadPool pool({.workers = workers});
-        for (const std::int64_t one : pool.map(fn, tasks, options)) done += one;
-      } else {
-        ProcessPool pool({.workers = workers, .warn_if_threads_running = false});
-        for (const std::int64_t one : pool.map(fn, tasks, options)) done += one;
-        (void)pool.shutdown();
-        stats = pool.stats();
-      }
-    } catch (const Cancelled&) {
-      if (stop.stop_requested()) return std::nullopt;
-      throw;
-    }
-    const Timing timing = watch.elapsed();
-    if (done != static_cast<std::int64_t>(tasks.size())) {
-      throw std::runtime_error(fmt::format("{} with {} workers ran {} of {} tasks", engine, workers,
-                                           done, tasks.size()));
-    }
-    return to_sample(timing, stats);
-  };
-}
-
 // "3 runs per point" or "1 warm-up, then 3 … 20 runs per point until ±2 % or 2 s".
 std::string runs_text(const sweep::RunPolicy& policy) {
   const std::string warmup = policy.warmup == 0 ? std::string()
@@ -627,7 +481,8 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   std::size_t sweeps_done = 0;
   std::size_t done = 0;
   std::size_t total = 0;
-  const auto run_sweep = [&](std::string job, std::string description, const Sampler& sampler) {
+  const auto run_sweep = [&](std::string job, std::string description,
+                             const sweep::Sampler& sampler) {
     const sweep::SweepSpec spec{
         .job = std::move(job),
         .description = std::move(description),
@@ -655,7 +510,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
       case Job::kCpu: {
         std::optional<std::int64_t> answer;
         results.push_back(
-            {0, run_sweep("cpu", describe(plan), primes_sampler(plan, stop, answer))});
+            {0, run_sweep("cpu", describe(plan), primes_sampler(plan.below, stop, answer))});
         if (answer) {
           if (const auto known = known_prime_sum(plan.below); known && *known != *answer) {
             throw std::runtime_error(

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "bench_samplers.hpp"
 #include "fetch_command.hpp"
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
@@ -162,24 +163,8 @@ std::string why(std::size_t workers, std::int64_t below, const Measured& m) {
 std::optional<Measured> measure_again(std::int64_t below, std::size_t workers,
                                       const InterruptWatcher& interrupt) {
   const std::stop_token stop = interrupt.stop_token();
-  const sweep::Sampler sample = [below, stop](const std::string& engine,
-                                              std::size_t w) -> std::optional<sweep::Sample> {
-    const PrimesJob job{.below = below,
-                        .engine = engine == "serial"   ? Engine::kSerial
-                                  : engine == "thread" ? Engine::kThread
-                                                       : Engine::kProcess,
-                        .workers = w,
-                        .workers_reason = "crew demo",
-                        .chunksize = std::nullopt,
-                        .task_timeout = std::nullopt,
-                        .max_tasks_per_child = std::nullopt};
-    ProgressBar quiet(false, "numbers");
-    const PrimesResult result = run_primes(job, stop, quiet);
-    if (result.interrupted) return std::nullopt;
-    return sweep::Sample{.wall_s = seconds(result.timing.wall),
-                         .cpu_s = seconds(result.timing.cpu()),
-                         .peak_rss_bytes = 0};
-  };
+  std::optional<std::int64_t> answer;
+  const sweep::Sampler sample = primes_sampler(below, stop, answer);
   ProgressBar progress(ProgressBar::stderr_is_terminal(), "runs");
   Measured m;
   m.sweep = sweep::run_sweep({.job = "cpu",
