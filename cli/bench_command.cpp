@@ -480,7 +480,9 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   std::size_t done_before = 0;
   std::size_t sweeps_done = 0;
   std::size_t done = 0;
-  std::size_t total = 0;
+  // Until the first run reports: every point's warm-ups and minimum runs.
+  std::size_t total = sweeps * (1 + plan.engines.size() * plan.workers.size()) *
+                      (plan.policy.warmup + plan.policy.min_runs);
   const auto run_sweep = [&](std::string job, std::string description,
                              const sweep::Sampler& sampler) {
     const sweep::SweepSpec spec{
