@@ -179,7 +179,12 @@ TEST_F(BenchCommandTest, ComparesWithTheArticlesPython) {
 TEST_F(BenchCommandTest, CtrlCPrintsThePointsMeasuredAndExits130) {
   ChildProcess child({crew_cli(), "bench", "synthetic", "--cpu-us", "1000", "--tasks", "300",
                       "--max-workers", "2", "--repeat", "20", "--warmup", "0", "--json"});
-  std::this_thread::sleep_for(1500ms);
+  // The serial run burns 300 × 1 ms of its thread's CPU: once the process has used 400 ms, it has
+  // finished (a fixed sleep raced a loaded machine, where the first run took longer).
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (cpu_time(child.pid()) < 400ms && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
   ASSERT_EQ(::kill(child.pid(), SIGINT), 0);
   const CommandResult r = child.wait(60s);
   EXPECT_FALSE(r.timed_out);
