@@ -435,7 +435,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& args) {
       ->type_name("FILE");
   command->add_flag("--compare-python", args.compare_python,
                     "cpu, io: also run the article's own Python on the same job (python3).");
-  command->add_flag("--yes", args.yes, "Run a sweep estimated to take over 10 minutes.");
+  command->add_flag("--yes", args.yes,
+                    "Run a sweep that could take over 10 minutes (every point at its limit).");
   return command;
 }
 

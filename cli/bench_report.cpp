@@ -79,7 +79,7 @@ std::string table(const sweep::Sweep& s) {
 
 std::string python_table(const sweep::Sweep& s) {
   if (s.python.empty()) return {};
-  std::string out = "\nThe article's Python, same job, same run:\n";
+  std::string out = "\nThe article's Python, same job, same run (one run of each; crew's mean):\n";
   for (const sweep::PythonComparison& c : s.python) {
     const std::string crew = c.crew_engine == "serial"
                                  ? "crew serial"
