@@ -626,7 +626,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
     if (!even.empty()) {
       fmt::print(
           "\nBreak-even: the smallest task (µs of CPU) at which each engine beats serial "
-          "by 10 %:\n");
+          "by 10 %, beyond the noise:\n");
       for (const sweep::BreakEven& b : even) {
         fmt::print("  {:<10} {}\n", b.engine,
                    b.cpu_us ? fmt::format("{:g} µs", *b.cpu_us)

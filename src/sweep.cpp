@@ -158,7 +158,8 @@ std::vector<std::string> warnings_of(const Sweep& sweep, double serial_cpu_per_w
   if (!noisy.empty()) {
     warnings.push_back(fmt::format(
         "efficiency above 100 % ({}) is noise, not a finding: w workers cannot run a serial "
-        "loop's work more than w times faster, so the serial runs were slowed",
+        "loop's work more than w times faster: the serial runs were slowed, or the gap is within "
+        "the spread",
         fmt::join(noisy, ", ")));
   }
   if (spread_unknown) {
@@ -377,11 +378,14 @@ std::vector<BreakEven> break_even(const std::vector<TaskSizeSweep>& sweeps) {
     return result.emplace_back(BreakEven{.engine = engine, .cpu_us = std::nullopt});
   };
   for (const TaskSizeSweep& size : sweeps) {
-    // An engine beats serial at this size when any of its worker counts does.
+    // An engine beats serial at this size when any of its worker counts does, beyond the noise
+    // (Welch's t-test) and within what its workers can do (efficiency at most 100 %).
     for (const Point& p : size.sweep.points) {
       if (p.engine == "serial") continue;
       BreakEven& entry = entry_for(p.engine);
-      if (p.speedup >= kWorthIt && (!entry.cpu_us || size.cpu_us < *entry.cpu_us)) {
+      const bool beats_serial = p.speedup >= kWorthIt && !p.efficiency_is_noise() &&
+                                compare(p.wall, size.sweep.serial.wall) == Difference::kFaster;
+      if (beats_serial && (!entry.cpu_us || size.cpu_us < *entry.cpu_us)) {
         entry.cpu_us = size.cpu_us;
       }
     }

@@ -134,5 +134,23 @@ TEST(SweepNoiseTest, CleanFiguresStillGiveAVerdict) {
   EXPECT_TRUE(v.warnings.empty()) << v.warnings.front();
 }
 
+// The break-even table is a verdict too: "threads pay from 10 µs tasks" must not come from one
+// lucky point whose spread covers serial, nor from an efficiency above 100 %.
+TEST(SweepNoiseTest, BreakEvenCountsOnlySpeedUpsBeyondTheNoise) {
+  const auto size = [](double cpu_us, std::vector<double> thread_walls) {
+    Sweep sweep = summarized(runs_of("serial", 1, {1.00, 1.01, 0.99}, 1.0),
+                             {runs_of("thread", 2, std::move(thread_walls))}, 2);
+    return TaskSizeSweep{.cpu_us = cpu_us, .sweep = std::move(sweep)};
+  };
+  const std::vector<BreakEven> result = break_even({
+      size(10, {0.45, 0.90, 1.35}),   // mean 0.90: 1.11×, but ±50 %: within noise
+      size(50, {0.40, 0.41, 0.39}),   // 2.5× on 2 workers: 125 % efficiency, noise
+      size(100, {0.60, 0.61, 0.59}),  // 1.67×, clean
+  });
+  ASSERT_EQ(result.size(), 1U);
+  EXPECT_EQ(result[0].engine, "thread");
+  EXPECT_EQ(result[0].cpu_us, 100.0);
+}
+
 }  // namespace
 }  // namespace crew::sweep
