@@ -107,7 +107,7 @@ std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::stri
   // Room above the plot for the cores label, which would otherwise sit on the legend.
   s += "set tmargin 6\n";
   s += "set xlabel \"workers\"\n";
-  s += "set ylabel \"speed-up over serial\"\n";
+  s += "set ylabel \"speed-up over serial (bars: 95 % interval)\"\n";
   s += "set logscale x 2\n";
   // Room on the right of the last point and of the cores marker, so neither sits on the border.
   s += fmt::format("set xrange [0.8:{}]\n",
