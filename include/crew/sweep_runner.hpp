@@ -38,7 +38,9 @@ struct SweepSpec {
 // Measures the sweep and summarizes it against serial. Stops early when `stop` is requested or a
 // sample returns nullopt (Sweep::interrupted; the points keep the runs that finished, points with
 // none are dropped). Blocks: for every run. Throws: whatever `sample` throws;
-// std::invalid_argument when policy.min_runs is 0 or above max_runs.
+// std::invalid_argument when policy.min_runs is 0 or above max_runs. Thread safety: calls `sample`
+// and `progress` on the calling thread only; sweeps on several threads at once share nothing but
+// the machine (and each other's load in other_load).
 [[nodiscard]] Sweep run_sweep(const SweepSpec& spec, const Sampler& sample, std::stop_token stop,
                               const RunProgress& progress = {});
 
@@ -47,7 +49,8 @@ struct SweepSpec {
 [[nodiscard]] double worst_case_seconds(const RunPolicy& policy, double run_seconds) noexcept;
 
 // CPU seconds the whole machine spent busy since boot (every core, from /proc/stat), or nullopt
-// where /proc/stat cannot be read. Throws: nothing.
+// where /proc/stat cannot be read. Blocks: on one read of /proc/stat. Throws: nothing. Thread
+// safety: safe.
 [[nodiscard]] std::optional<double> machine_busy_seconds() noexcept;
 
 }  // namespace crew::sweep

@@ -5,6 +5,7 @@
 //
 // Pure functions of recorded figures: nothing here measures, so every rule is tested on figures
 // (tests/sweep_statistics_test.cpp). `crew bench` and `crew demo` run the jobs and ask these.
+// Blocks: never. Thread safety: every function is pure (no shared state); safe from any thread.
 #pragma once
 
 #include <chrono>
