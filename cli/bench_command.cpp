@@ -1,15 +1,13 @@
 #include "bench_command.hpp"
 
-#include <fcntl.h>
 #include <fmt/format.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+#include <crew/duration.hpp>
 #include <crew/errors.hpp>
 #include <crew/latency_server.hpp>
 #include <crew/process_pool.hpp>
 #include <crew/sweep.hpp>
+#include <crew/sweep_runner.hpp>
 #include <crew/thread_pool.hpp>
 #include <crew/timing.hpp>
 #include <crew/worker_count.hpp>
@@ -18,15 +16,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
-#include <fstream>
-#include <functional>
 #include <optional>
-#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -34,14 +29,15 @@
 #include <utility>
 #include <vector>
 
+#include "bench_python.hpp"
+#include "bench_report.hpp"
+#include "bench_samplers.hpp"
 #include "demo_command.hpp"  // known_prime_sum
 #include "json_output.hpp"
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
 #include "serve_child.hpp"
 #include "standard_streams.hpp"
-
-extern char** environ;
 
 namespace crew::cli {
 namespace {
@@ -53,14 +49,10 @@ enum class Job { kCpu, kIo, kSynthetic };
 // A sweep estimated to take longer than this needs --yes.
 constexpr double kConfirmAboveSeconds = 600;
 constexpr std::size_t kMaxRepeat = 100;
+constexpr std::int64_t kMaxTimeMs = 3'600'000;
 constexpr std::size_t kIoDefaultMaxWorkers = 256;
 constexpr std::int64_t kMaxUrls = 100'000;
 constexpr std::int64_t kMaxTasks = 10'000'000;
-// The article's ThreadPoolExecutor(4), for --compare-python on the IO job.
-constexpr std::size_t kPythonIoWorkers = 4;
-
-// Thrown out of a sample when Ctrl-C stopped it: the sweep keeps what it had.
-struct Interrupted {};
 
 struct BenchPlan {
   Job job = Job::kCpu;
@@ -73,7 +65,7 @@ struct BenchPlan {
   std::size_t tasks = 2000;
   std::vector<std::string> engines;  // the engines other than serial, in the order they run
   std::vector<std::size_t> workers;  // the worker counts of each engine
-  std::size_t repeat = 3;
+  sweep::RunPolicy policy;
   std::size_t cores = 1;
   bool json = false;
   bool csv = false;
@@ -129,6 +121,56 @@ std::vector<std::string> parse_engines(std::string_view text, Job job) {
     if (std::find(engines.begin(), engines.end(), name) == engines.end()) engines.push_back(name);
   }
   return engines;
+}
+
+// --repeat N is an exact count; otherwise runs go on as hyperfine's do, between --min-runs and
+// --max-runs, until the relative standard error is at most --target-rse or --max-time is spent.
+sweep::RunPolicy resolve_policy(const BenchArgs& args) {
+  sweep::RunPolicy policy;
+  const auto whole = [](const std::string& text, std::int64_t min, std::string_view option) {
+    return static_cast<std::size_t>(
+        parse_whole_option(text, min, static_cast<std::int64_t>(kMaxRepeat), option));
+  };
+  policy.warmup = whole(args.warmup, 0, "--warmup");
+  if (!args.repeat.empty()) {
+    if (!args.min_runs.empty() || !args.max_runs.empty() || !args.target_rse.empty() ||
+        !args.max_time.empty()) {
+      throw UsageError(
+          "--repeat is an exact count of runs: leave out --min-runs, --max-runs, --target-rse "
+          "and --max-time, or --repeat");
+    }
+    return sweep::RunPolicy::exactly(whole(args.repeat, 1, "--repeat"), policy.warmup);
+  }
+  if (!args.min_runs.empty()) policy.min_runs = whole(args.min_runs, 1, "--min-runs");
+  if (!args.max_runs.empty()) policy.max_runs = whole(args.max_runs, 1, "--max-runs");
+  if (policy.min_runs > policy.max_runs) {
+    throw UsageError(
+        fmt::format("--min-runs {} is above --max-runs {}", policy.min_runs, policy.max_runs));
+  }
+  if (!args.target_rse.empty()) {
+    std::string_view text = args.target_rse;
+    if (text.ends_with('%')) text.remove_suffix(1);
+    double percent = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), percent);
+    if (error != std::errc() || end != text.data() + text.size() || !(percent > 0) ||
+        percent > 100) {
+      throw UsageError(fmt::format(
+          "--target-rse takes a percentage above 0 and at most 100 (2 or 2%), got \"{}\"",
+          args.target_rse));
+    }
+    policy.target_rse = percent / 100;
+  }
+  if (!args.max_time.empty()) {
+    const ParsedDuration parsed = parse_milliseconds(args.max_time);
+    if (parsed.error != DurationError::kNone || parsed.milliseconds == 0 ||
+        parsed.milliseconds > kMaxTimeMs) {
+      throw UsageError(fmt::format(
+          "--max-time takes a duration above 0 and at most 1 hour (500ms, 2s), got \"{}\"",
+          args.max_time));
+    }
+    policy.max_time = std::chrono::milliseconds(parsed.milliseconds);
+  }
+  return policy;
 }
 
 BenchPlan resolve(const BenchArgs& args) {
@@ -198,8 +240,7 @@ BenchPlan resolve(const BenchArgs& args) {
     plan.workers.push_back(plan.cores);
     std::sort(plan.workers.begin(), plan.workers.end());
   }
-  plan.repeat =
-      static_cast<std::size_t>(parse_whole_option(args.repeat, 1, kMaxRepeat, "--repeat"));
+  plan.policy = resolve_policy(args);
   if (args.json && args.csv) throw UsageError("--json and --csv both print on stdout: pick one");
   plan.json = args.json;
   plan.csv = args.csv;
@@ -229,18 +270,20 @@ double estimate_primes_serial(std::int64_t below) {
   return seconds * std::pow(static_cast<double>(below) / static_cast<double>(probe), 1.5);
 }
 
+// The most the sweep can take: each point's runs at their worst under the policy.
 double estimate_seconds(const BenchPlan& plan) {
   const auto cores = static_cast<double>(plan.cores);
   double total = 0;
   auto add_sweep = [&](double serial_s, double cpu_share) {
     // cpu_share: the part of the serial time that is CPU (divides by min(w, cores)); the rest
     // waits (divides by w).
-    total += serial_s;
+    total += sweep::worst_case_seconds(plan.policy, serial_s);
     for (const std::string& engine : plan.engines) {
       for (const std::size_t w : plan.workers) {
         const double wd = static_cast<double>(w);
-        total += serial_s * cpu_share / std::min(wd, cores) + serial_s * (1 - cpu_share) / wd;
-        if (engine == "process") total += 0.005 + 0.003 * wd;  // forks and reaping
+        double run = serial_s * cpu_share / std::min(wd, cores) + serial_s * (1 - cpu_share) / wd;
+        if (engine == "process") run += 0.005 + 0.003 * wd;  // forks and reaping
+        total += sweep::worst_case_seconds(plan.policy, run);
       }
     }
   };
@@ -250,14 +293,14 @@ double estimate_seconds(const BenchPlan& plan) {
       if (plan.compare_python) {
         // The article's Python, measured here: ~1.3 µs per number in its loop and in Pool(2),
         // ~32 µs in ThreadPoolExecutor.map (a Future per number, all behind the GIL).
-        total += static_cast<double>(plan.below) * 35e-6 / static_cast<double>(plan.repeat);
+        total += static_cast<double>(plan.below) * 35e-6;
       }
       break;
     case Job::kIo: {
       const double serial =
           static_cast<double>(plan.urls) * std::chrono::duration<double>(plan.latency).count();
       add_sweep(serial, 0.0);
-      if (plan.compare_python) total += serial * 1.3 / static_cast<double>(plan.repeat);
+      if (plan.compare_python) total += serial * 1.3;
       break;
     }
     case Job::kSynthetic:
@@ -268,396 +311,23 @@ double estimate_seconds(const BenchPlan& plan) {
       }
       break;
   }
-  return total * static_cast<double>(plan.repeat);
+  return total;
 }
 
-// --- the samples --------------------------------------------------------------------------------
-
-// Peak memory of a run: this process's block peak, plus each worker process's own peak.
-std::uint64_t peak_memory(const Timing& timing, const std::optional<ProcessPoolStats>& stats) {
-  std::uint64_t bytes = timing.peak_rss_bytes;
-  if (stats) {
-    for (const WorkerRecord& worker : stats->workers) {
-      bytes += static_cast<std::uint64_t>(std::max(0L, worker.peak_rss_kib)) * 1024;
-    }
+// "3 runs per point" or "1 warm-up, then 3 … 20 runs per point until ±2 % or 2 s".
+std::string runs_text(const sweep::RunPolicy& policy) {
+  const std::string warmup = policy.warmup == 0 ? std::string()
+                                                : fmt::format("{} warm-up{}, then ", policy.warmup,
+                                                              policy.warmup == 1 ? "" : "s");
+  if (policy.exact()) {
+    return fmt::format("{}{} run{} per point", warmup, policy.max_runs,
+                       policy.max_runs == 1 ? "" : "s");
   }
-  return bytes;
-}
-
-sweep::Sample to_sample(const Timing& timing, const std::optional<ProcessPoolStats>& stats) {
-  return {.wall_s = std::chrono::duration<double>(timing.wall).count(),
-          .cpu_s = std::chrono::duration<double>(timing.cpu()).count(),
-          .peak_rss_bytes = peak_memory(timing, stats)};
-}
-
-Engine primes_engine(std::string_view engine) {
-  if (engine == "thread") return Engine::kThread;
-  if (engine == "process") return Engine::kProcess;
-  return Engine::kSerial;
-}
-
-// The synthetic task: burn cpu_ns of this thread's CPU, then sleep io_ns. Returns 1, so that the
-// sum of a run's results counts the tasks that ran.
-struct SyntheticTask {
-  std::int64_t cpu_ns;
-  std::int64_t io_ns;
-};
-
-std::int64_t thread_cpu_ns() {
-  timespec now{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
-  return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
-}
-
-std::int64_t run_synthetic_task(SyntheticTask task) {
-  if (task.cpu_ns > 0) {
-    const std::int64_t until = thread_cpu_ns() + task.cpu_ns;
-    volatile std::uint64_t sink = 0;
-    do {
-      for (int i = 0; i < 256; ++i) sink = sink + static_cast<std::uint64_t>(i);
-    } while (thread_cpu_ns() < until);
-  }
-  if (task.io_ns > 0) {
-    timespec pause{.tv_sec = static_cast<time_t>(task.io_ns / 1'000'000'000),
-                   .tv_nsec = static_cast<long>(task.io_ns % 1'000'000'000)};
-    while (nanosleep(&pause, &pause) != 0 && errno == EINTR) {
-    }
-  }
-  return 1;
-}
-
-// Measures one run of `engine` with `workers` on the job.
-using Sampler = std::function<sweep::Sample(const std::string& engine, std::size_t workers)>;
-
-Sampler primes_sampler(const BenchPlan& plan, std::stop_token stop,
-                       std::optional<std::int64_t>& answer) {
-  return [&plan, stop, &answer](const std::string& engine, std::size_t workers) {
-    PrimesJob job{.below = plan.below,
-                  .engine = primes_engine(engine),
-                  .workers = workers,
-                  .workers_reason = "crew bench",
-                  .chunksize = std::nullopt,
-                  .task_timeout = std::nullopt,
-                  .max_tasks_per_child = std::nullopt};
-    ProgressBar quiet(false, "numbers");
-    const PrimesResult result = run_primes(job, stop, quiet);
-    if (result.interrupted) throw Interrupted{};
-    if (!answer) answer = result.sum;
-    if (result.sum != *answer) {
-      throw std::runtime_error(fmt::format("wrong answer: {} with {} workers summed {}, serial {}",
-                                           engine, workers, result.sum, *answer));
-    }
-    return to_sample(result.timing, result.process_stats);
-  };
-}
-
-Sampler fetch_sampler(const std::vector<std::string>& urls, std::stop_token stop) {
-  return [&urls, stop](const std::string& engine, std::size_t workers) {
-    const workloads::FetchEngine fetch_engine =
-        workloads::parse_fetch_engine(engine).value_or(workloads::FetchEngine::kSerial);
-    const Stopwatch watch;
-    const workloads::FetchRun run =
-        workloads::fetch_urls(urls, fetch_engine, workers, {}, {.stop = stop});
-    const Timing timing = watch.elapsed();
-    // A stop may also show as failed transfers (cut short mid-response): it is still a stop.
-    if (run.stopped || stop.stop_requested()) throw Interrupted{};
-    for (const workloads::FetchResult& result : run.results) {
-      if (!result.ok()) {
-        throw std::runtime_error(fmt::format("{} with {} workers: {} failed: {}", engine, workers,
-                                             result.url, result.error));
-      }
-    }
-    return to_sample(timing, run.process_stats);
-  };
-}
-
-Sampler synthetic_sampler(const std::vector<SyntheticTask>& tasks, std::stop_token stop) {
-  return [&tasks, stop](const std::string& engine, std::size_t workers) {
-    const auto fn = [](SyntheticTask task) { return run_synthetic_task(task); };
-    const MapOptions options{.stop = stop};
-    std::int64_t done = 0;
-    std::optional<ProcessPoolStats> stats;
-    const Stopwatch watch;
-    try {
-      if (engine == "serial") {
-        for (const SyntheticTask& task : tasks) {
-          if (stop.stop_requested()) throw Interrupted{};
-          done += run_synthetic_task(task);
-        }
-      } else if (engine == "thread") {
-        ThreadPool pool({.workers = workers});
-        for (const std::int64_t one : pool.map(fn, tasks, options)) done += one;
-      } else {
-        ProcessPool pool({.workers = workers, .warn_if_threads_running = false});
-        for (const std::int64_t one : pool.map(fn, tasks, options)) done += one;
-        (void)pool.shutdown();
-        stats = pool.stats();
-      }
-    } catch (const Cancelled&) {
-      if (stop.stop_requested()) throw Interrupted{};
-      throw;
-    }
-    const Timing timing = watch.elapsed();
-    if (done != static_cast<std::int64_t>(tasks.size())) {
-      throw std::runtime_error(fmt::format("{} with {} workers ran {} of {} tasks", engine, workers,
-                                           done, tasks.size()));
-    }
-    return to_sample(timing, stats);
-  };
-}
-
-// Runs the sweep in rounds (every point once per round), so that a drift of the machine's speed
-// spreads over all points instead of landing on one engine. After Ctrl-C, keeps what finished.
-sweep::Sweep run_sweep(const BenchPlan& plan, std::string job, std::string description,
-                       const Sampler& sample, ProgressBar& progress, std::size_t& done,
-                       std::size_t total) {
-  sweep::Sweep result;
-  result.job = std::move(job);
-  result.description = std::move(description);
-  result.cores = plan.cores;
-  result.repeat = plan.repeat;
-  result.serial.engine = "serial";
-  for (const std::string& engine : plan.engines) {
-    for (const std::size_t w : plan.workers) {
-      sweep::Point point;
-      point.engine = engine;
-      point.workers = w;
-      result.points.push_back(std::move(point));
-    }
-  }
-  try {
-    for (std::size_t round = 0; round < plan.repeat; ++round) {
-      result.serial.samples.push_back(sample("serial", 1));
-      progress.update(++done, total);
-      for (sweep::Point& point : result.points) {
-        point.samples.push_back(sample(point.engine, point.workers));
-        progress.update(++done, total);
-      }
-    }
-  } catch (const Interrupted&) {
-    result.interrupted = true;
-  }
-  std::erase_if(result.points, [](const sweep::Point& p) { return p.samples.empty(); });
-  if (!result.serial.samples.empty()) {
-    sweep::summarize(result.serial, 0);
-    const double serial_wall = result.serial.wall_s;
-    sweep::summarize(result.serial, serial_wall);
-    for (sweep::Point& point : result.points) sweep::summarize(point, serial_wall);
-  }
-  return result;
-}
-
-// --- the article's Python ------------------------------------------------------------------------
-
-std::string python_dir() {
-  if (const char* dir = std::getenv("CREW_PYTHON_DIR"); dir != nullptr && *dir != '\0') return dir;
-  return CREW_PYTHON_DIR;
-}
-
-// Runs python3 with `args`, returns its stdout. Throws: std::runtime_error with its stderr.
-std::string run_python(const std::vector<std::string>& args) {
-  const char* python_env = std::getenv("CREW_PYTHON");
-  const std::string python = python_env != nullptr && *python_env != '\0' ? python_env : "python3";
-  std::vector<std::string> argv_text = {python};
-  argv_text.insert(argv_text.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (std::string& arg : argv_text) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  // Loopback URLs must not go through a proxy from the environment.
-  std::vector<std::string> env_text;
-  for (char** e = environ; *e != nullptr; ++e) env_text.emplace_back(*e);
-  env_text.emplace_back("no_proxy=127.0.0.1,localhost,::1");
-  env_text.emplace_back("NO_PROXY=127.0.0.1,localhost,::1");
-  std::vector<char*> envp;
-  for (std::string& e : env_text) envp.push_back(e.data());
-  envp.push_back(nullptr);
-
-  int out[2];
-  int err[2];
-  if (::pipe2(out, O_CLOEXEC) != 0 || ::pipe2(err, O_CLOEXEC) != 0) {
-    throw std::runtime_error("pipe failed");
-  }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none;
-  sigemptyset(&none);
-  posix_spawnattr_setsigmask(&attributes, &none);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK);
-  pid_t pid = -1;
-  const int spawned = posix_spawnp(&pid, argv[0], &actions, &attributes, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  ::close(out[1]);
-  ::close(err[1]);
-  if (spawned != 0) {
-    ::close(out[0]);
-    ::close(err[0]);
-    throw std::runtime_error(fmt::format("cannot run {}: {}", python, std::strerror(spawned)));
-  }
-  // Python prints one short line on stdout; stderr only on failure. Read stdout, then stderr.
-  auto read_all = [](int fd) {
-    std::string text;
-    char buffer[4096];
-    ssize_t n = 0;
-    while ((n = ::read(fd, buffer, sizeof buffer)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n > 0) text.append(buffer, static_cast<std::size_t>(n));
-    }
-    ::close(fd);
-    return text;
-  };
-  const std::string text = read_all(out[0]);
-  const std::string errors = read_all(err[0]);
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    throw std::runtime_error(fmt::format("the article's Python failed: {}", errors));
-  }
-  return text;
-}
-
-const sweep::Point* find_point(const sweep::Sweep& s, std::string_view engine, std::size_t w) {
-  if (engine == "serial") return &s.serial;
-  for (const sweep::Point& point : s.points) {
-    if (point.engine == engine && point.workers == w) return &point;
-  }
-  return nullptr;
-}
-
-sweep::PythonComparison compare(const sweep::Sweep& s, std::string what, std::size_t workers,
-                                double wall_s, std::string engine) {
-  const sweep::Point* point = find_point(s, engine, workers);
-  const std::size_t crew_workers = engine == "serial" ? 1 : workers;
-  return {.what = std::move(what),
-          .workers = workers,
-          .wall_s = wall_s,
-          .crew_engine = std::move(engine),
-          .crew_workers = crew_workers,
-          .crew_wall_s = point != nullptr ? point->wall_s : 0};
-}
-
-void compare_python_cpu(const BenchPlan& plan, sweep::Sweep& s) {
-  const std::string out = run_python({python_dir() + "/article_primes.py",
-                                      std::to_string(plan.below), std::to_string(plan.cores)});
-  const auto result = nlohmann::json::parse(out);
-  const std::size_t w = plan.cores;
-  s.python.push_back(
-      compare(s, "Python for loop", 1, result.at("serial_s").get<double>(), "serial"));
-  s.python.push_back(compare(s, fmt::format("ThreadPoolExecutor({})", w), w,
-                             result.at("threads_s").get<double>(), "thread"));
-  s.python.push_back(compare(s, fmt::format("multiprocessing.Pool({})", w), w,
-                             result.at("pool_s").get<double>(), "process"));
-}
-
-void compare_python_io(const std::vector<std::string>& urls, sweep::Sweep& s) {
-  char path[] = "/tmp/crew-bench-urls-XXXXXX";
-  const int fd = ::mkstemp(path);
-  if (fd < 0) throw std::runtime_error("cannot write a temporary URL list");
-  ::close(fd);
-  {
-    std::ofstream file(path);
-    for (const std::string& url : urls) file << url << '\n';
-  }
-  std::string out;
-  try {
-    out = run_python({python_dir() + "/article_fetch.py", path, std::to_string(kPythonIoWorkers)});
-  } catch (...) {
-    ::unlink(path);
-    throw;
-  }
-  ::unlink(path);
-  const auto result = nlohmann::json::parse(out);
-  s.python.push_back(
-      compare(s, "Python urlopen loop", 1, result.at("serial_s").get<double>(), "serial"));
-  s.python.push_back(compare(s, fmt::format("ThreadPoolExecutor({})", kPythonIoWorkers),
-                             kPythonIoWorkers, result.at("threads_s").get<double>(), "thread"));
-}
-
-// --- output ------------------------------------------------------------------------------------
-
-std::string seconds_text(double s) {
-  return format_duration(std::chrono::nanoseconds(static_cast<std::int64_t>(s * 1e9)));
-}
-
-std::string speedup_text(double x) {
-  return x >= 10 ? fmt::format("{:.1f}×", x) : fmt::format("{:.2f}×", x);
-}
-
-std::string table(const sweep::Sweep& s) {
-  std::string out =
-      fmt::format("{:<11} {:>7} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}\n", "engine", "workers",
-                  "wall", "spread", "speed-up", "efficiency", "CPU", "peak RSS");
-  auto row = [&out](const sweep::Point& p) {
-    const double spread = p.wall_s > 0 ? (p.wall_max_s - p.wall_min_s) / 2 / p.wall_s * 100 : 0;
-    out += fmt::format("{:<11} {:>7} {:>10} {:>8} {:>9} {:>10} {:>10} {:>10}\n", p.engine,
-                       p.workers, seconds_text(p.wall_s), fmt::format("±{:.1f}%", spread),
-                       speedup_text(p.speedup), fmt::format("{:.0f} %", p.efficiency * 100),
-                       seconds_text(p.cpu_s),
-                       format_bytes(static_cast<std::int64_t>(p.peak_rss_bytes)));
-  };
-  row(s.serial);
-  for (const sweep::Point& p : s.points) row(p);
-  return out;
-}
-
-std::string python_table(const sweep::Sweep& s) {
-  if (s.python.empty()) return {};
-  std::string out = "\nThe article's Python, same job, same run:\n";
-  for (const sweep::PythonComparison& c : s.python) {
-    const std::string crew = c.crew_engine == "serial"
-                                 ? "crew serial"
-                                 : fmt::format("crew {} ×{}", c.crew_engine, c.crew_workers);
-    out += fmt::format("  {:<26} {:>10}   {:<18} {:>10}   {}\n", c.what, seconds_text(c.wall_s),
-                       crew, c.crew_wall_s > 0 ? seconds_text(c.crew_wall_s) : "-",
-                       c.crew_wall_s > 0
-                           ? fmt::format("crew {} faster", speedup_text(c.crew_speedup()))
-                           : "not measured (engine left out)");
-  }
-  return out;
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream file(path, std::ios::binary);
-  file << text;
-  if (!file) throw std::runtime_error(fmt::format("cannot write {}", path));
-}
-
-// Draws the plot with gnuplot. Returns an error text, or empty on success.
-std::string draw_plot(const sweep::Sweep& s, const sweep::Verdict& verdict,
-                      const std::string& png) {
-  char path[] = "/tmp/crew-bench-plot-XXXXXX";
-  const int fd = ::mkstemp(path);
-  if (fd < 0) return "cannot write a temporary gnuplot script";
-  ::close(fd);
-  write_file(path, sweep::gnuplot_script(s, verdict, png));
-  std::vector<std::string> argv_text = {"gnuplot", path};
-  std::vector<char*> argv;
-  for (std::string& arg : argv_text) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  const int spawned = posix_spawnp(&pid, "gnuplot", &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  std::string error;
-  if (spawned != 0) {
-    error = fmt::format("--plot needs gnuplot ({}); install gnuplot-nox", std::strerror(spawned));
-  } else {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-      error = fmt::format("gnuplot failed to draw {}", png);
-    }
-  }
-  ::unlink(path);
-  return error;
+  return fmt::format(
+      "{}{} … {} runs per point, until the mean is within ±{:g} % (standard error) "
+      "or {} is spent",
+      warmup, policy.min_runs, policy.max_runs, policy.target_rse * 100,
+      seconds_text(policy.max_time.count()));
 }
 
 std::string describe(const BenchPlan& plan, double cpu_us = 0) {
@@ -696,9 +366,18 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& args) {
       "  crew bench cpu --compare-python               # the article's own Python beside crew\n"
       "  crew bench io --engines thread,event-loop --max-workers 64 --json\n"
       "\n"
-      "Exit codes: 0 done, 1 a run failed (wrong answer, a URL failed, gnuplot missing), 2 usage\n"
-      "error or a sweep estimated over 10 minutes without --yes, 130 interrupted (the points\n"
-      "measured so far are printed). docs/cli.md describes the JSON and CSV.");
+      "Runs: each point gets --warmup runs thrown away, then runs until the standard error of\n"
+      "its mean is within --target-rse or --max-time is spent (--min-runs … --max-runs), as\n"
+      "hyperfine does; --repeat R asks for exactly R. The table shows mean ± σ, min … max and the\n"
+      "speed-up's 95 % interval; the verdict names an engine only when it beats serial and the\n"
+      "runner-up beyond the noise (Welch's t-test), else says \"Inconclusive\" with the figures.\n"
+      "Warnings (stderr) flag a busy machine, outliers and efficiency above 100 % (noise).\n"
+      "\n"
+      "Exit codes: 0 done (a verdict or an inconclusive one), 1 a run failed (wrong answer, a URL\n"
+      "failed) or gnuplot/python3 is missing for --plot/--compare-python (checked before any "
+      "run),\n"
+      "2 usage error or a sweep that could take over 10 minutes without --yes, 130 interrupted\n"
+      "(the points measured so far are printed). docs/cli.md describes the JSON and CSV.");
   command->add_option("job", args.job, "cpu, io or synthetic.")->type_name("JOB")->required();
   command
       ->add_option("--below", args.below,
@@ -730,8 +409,26 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& args) {
                    "Default: 4 × cores for CPU jobs, 256 for IO jobs (io: at most --urls).")
       ->type_name("N");
   command
+      ->add_option("--warmup", args.warmup,
+                   "Runs of each point made first and thrown away (first forks, cold caches).\n"
+                   "Default: 1.")
+      ->type_name("N");
+  command->add_option("--min-runs", args.min_runs, "Counted runs per point, at least. Default: 3.")
+      ->type_name("N");
+  command->add_option("--max-runs", args.max_runs, "Counted runs per point, at most. Default: 20.")
+      ->type_name("N");
+  command
+      ->add_option("--target-rse", args.target_rse,
+                   "Stop a point's runs once the standard error of its mean is at most this\n"
+                   "percentage of the mean. Default: 2 (%).")
+      ->type_name("PERCENT");
+  command
+      ->add_option("--max-time", args.max_time,
+                   "…or once its counted runs took this long (500ms, 2s). Default: 2s.")
+      ->type_name("DURATION");
+  command
       ->add_option("--repeat", args.repeat,
-                   "Runs per point; the table shows medians and the spread. Default: 3.")
+                   "Exactly R counted runs per point instead (no --min-runs … --max-time).")
       ->type_name("R");
   command->add_flag("--json", args.json, "Print one JSON object instead of the table.");
   command->add_flag("--csv", args.csv, "Print the points as CSV instead of the table.");
@@ -739,7 +436,8 @@ CLI::App* add_bench_command(CLI::App& app, BenchArgs& args) {
       ->type_name("FILE");
   command->add_flag("--compare-python", args.compare_python,
                     "cpu, io: also run the article's own Python on the same job (python3).");
-  command->add_flag("--yes", args.yes, "Run a sweep estimated to take over 10 minutes.");
+  command->add_flag("--yes", args.yes,
+                    "Run a sweep that could take over 10 minutes (every point at its limit).");
   return command;
 }
 
@@ -748,23 +446,65 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   const double estimate = estimate_seconds(plan);
   if (estimate > kConfirmAboveSeconds && !plan.yes) {
     throw UsageError(fmt::format(
-        "this sweep would take about {} ({} engines × {} worker counts × {} repeats besides "
-        "serial); add --yes to run it, or lower --repeat, --max-workers or the job's size",
-        seconds_text(estimate), plan.engines.size(), plan.workers.size(), plan.repeat));
+        "this sweep could take up to {} ({} engines × {} worker counts × up to {} runs besides "
+        "serial); add --yes to run it, or lower --max-time, --max-runs, --repeat, --max-workers "
+        "or the job's size",
+        seconds_text(estimate), plan.engines.size(), plan.workers.size(), plan.policy.max_runs));
+  }
+  // What a sweep needs besides itself is checked before it starts, not after it ran.
+  if (!plan.plot.empty() && !find_program("gnuplot")) {
+    fmt::print(stderr,
+               "crew bench: --plot needs gnuplot, which is not on PATH; install "
+               "gnuplot-nox (nothing was run)\n");
+    return 1;
+  }
+  if (plan.compare_python && !find_program(python_program())) {
+    fmt::print(stderr,
+               "crew bench: --compare-python needs {}, which is not {}; install python3 or set "
+               "CREW_PYTHON (nothing was run)\n",
+               python_program(),
+               python_program().find('/') != std::string::npos ? "executable" : "on PATH");
+    return 1;
   }
   const bool quiet = plan.json || plan.csv;
   if (!quiet) {
-    fmt::print("crew bench {}: {}; {} cores; {} run{} per point (estimate: {})\n\n",
-               job_name(plan.job), describe(plan, plan.cpu_us.empty() ? 0 : plan.cpu_us.front()),
-               plan.cores, plan.repeat, plan.repeat == 1 ? "" : "s", seconds_text(estimate));
+    fmt::print("crew bench {}: {}; {} cores; {} (at most {})\n\n", job_name(plan.job),
+               describe(plan, plan.cpu_us.empty() ? 0 : plan.cpu_us.front()), plan.cores,
+               runs_text(plan.policy), seconds_text(estimate));
     std::fflush(stdout);
   }
 
   const std::stop_token stop = interrupt.stop_token();
   ProgressBar progress(ProgressBar::stderr_is_terminal(), "runs");
   const std::size_t sweeps = plan.job == Job::kSynthetic ? plan.cpu_us.size() : 1;
-  const std::size_t total = sweeps * plan.repeat * (1 + plan.engines.size() * plan.workers.size());
+  // Runs done in the sweeps before this one, and the runs expected in all of them (the sizes
+  // not yet started are guessed at this sweep's count).
+  std::size_t done_before = 0;
+  std::size_t sweeps_done = 0;
   std::size_t done = 0;
+  // Until the first run reports: every point's warm-ups and minimum runs.
+  std::size_t total = sweeps * (1 + plan.engines.size() * plan.workers.size()) *
+                      (plan.policy.warmup + plan.policy.min_runs);
+  const auto run_sweep = [&](std::string job, std::string description,
+                             const sweep::Sampler& sampler) {
+    const sweep::SweepSpec spec{
+        .job = std::move(job),
+        .description = std::move(description),
+        .cores = plan.cores,
+        .engines = plan.engines,
+        .workers = plan.workers,
+        .policy = plan.policy,
+        .cpu_bound_job = plan.job == Job::kCpu || (plan.job == Job::kSynthetic && plan.io_us == 0)};
+    sweep::Sweep measured = sweep::run_sweep(
+        spec, sampler, stop, [&](std::size_t sweep_done, std::size_t sweep_expected) {
+          done = done_before + sweep_done;
+          total = done_before + sweep_expected * (sweeps - sweeps_done);
+          progress.update(done, total);
+        });
+    done_before = done;
+    ++sweeps_done;
+    return measured;
+  };
 
   std::vector<sweep::TaskSizeSweep> results;
   std::vector<std::string> urls;
@@ -774,8 +514,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
       case Job::kCpu: {
         std::optional<std::int64_t> answer;
         results.push_back(
-            {0, run_sweep(plan, "cpu", describe(plan), primes_sampler(plan, stop, answer), progress,
-                          done, total)});
+            {0, run_sweep("cpu", describe(plan), primes_sampler(plan.below, stop, answer))});
         if (answer) {
           if (const auto known = known_prime_sum(plan.below); known && *known != *answer) {
             throw std::runtime_error(
@@ -783,7 +522,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
           }
         }
         if (plan.compare_python && !results.back().sweep.interrupted) {
-          compare_python_cpu(plan, results.back().sweep);
+          compare_python_cpu(plan.below, plan.cores, results.back().sweep);
         }
         break;
       }
@@ -793,8 +532,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
         if (!budget.warning.empty()) print_diagnostic("crew bench: warning: {}\n", budget.warning);
         ServeChild server(plan.latency, plan.body_bytes);
         urls = workloads::local_urls(server.port(), plan.urls);
-        results.push_back({0, run_sweep(plan, "io", describe(plan), fetch_sampler(urls, stop),
-                                        progress, done, total)});
+        results.push_back({0, run_sweep("io", describe(plan), fetch_sampler(urls, stop))});
         if (plan.compare_python && !results.back().sweep.interrupted) {
           compare_python_io(urls, results.back().sweep);
         }
@@ -805,9 +543,8 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
           const std::vector<SyntheticTask> tasks(
               plan.tasks, SyntheticTask{static_cast<std::int64_t>(cpu_us * 1000),
                                         static_cast<std::int64_t>(plan.io_us * 1000)});
-          results.push_back(
-              {cpu_us, run_sweep(plan, "synthetic", describe(plan, cpu_us),
-                                 synthetic_sampler(tasks, stop), progress, done, total)});
+          results.push_back({cpu_us, run_sweep("synthetic", describe(plan, cpu_us),
+                                               synthetic_sampler(tasks, stop))});
           if (results.back().sweep.interrupted) break;
         }
         break;
@@ -889,7 +626,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
     if (!even.empty()) {
       fmt::print(
           "\nBreak-even: the smallest task (µs of CPU) at which each engine beats serial "
-          "by 10 %:\n");
+          "by 10 %, beyond the noise:\n");
       for (const sweep::BreakEven& b : even) {
         fmt::print("  {:<10} {}\n", b.engine,
                    b.cpu_us ? fmt::format("{:g} µs", *b.cpu_us)
@@ -904,6 +641,11 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   if (!plan.plot.empty()) {
     plot_error = draw_plot(main_sweep, main_verdict, plan.plot);
     if (plot_error.empty() && !quiet) fmt::print("\nplot: {}\n", plan.plot);
+  }
+  // The warnings come before the verdict they qualify, on stderr with every other diagnostic.
+  std::fflush(stdout);
+  for (const std::string& warning : main_verdict.warnings) {
+    fmt::print(stderr, "crew bench: warning: {}\n", warning);
   }
   if (!quiet) {
     fmt::print("\nverdict: {}\n", main_verdict.sentence);

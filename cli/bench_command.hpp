@@ -29,7 +29,13 @@ struct BenchArgs {
   // all jobs
   std::string engines;      // empty: every engine that applies
   std::string max_workers;  // empty: 4 × cores (CPU jobs) or 256 (IO jobs)
-  std::string repeat = "3";
+  // How many runs each point gets (empty: the default of sweep::RunPolicy).
+  std::string warmup = "1";
+  std::string min_runs;
+  std::string max_runs;
+  std::string target_rse;  // percent
+  std::string max_time;
+  std::string repeat;  // an exact count; excludes the four above
   bool json = false;
   bool csv = false;
   std::string plot;  // a PNG path, or empty
@@ -41,8 +47,9 @@ struct BenchArgs {
 CLI::App* add_bench_command(CLI::App& app, BenchArgs& args);
 
 // Runs `crew bench`; returns the exit code: 0, 1 when a run failed (a wrong answer, a URL that
-// failed, gnuplot missing for --plot), 2 for bad usage or a sweep estimated over 10 minutes without
-// --yes, 128 + signal when interrupted (the points measured so far are printed first).
+// failed) or gnuplot (--plot) or python3 (--compare-python) is missing — checked before the first
+// run —, 2 for bad usage or a sweep that could take over 10 minutes without --yes, 128 + signal
+// when interrupted (the points measured so far are printed first).
 // Throws: UsageError; std::system_error when threads or processes cannot be started.
 [[nodiscard]] int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt);
 

@@ -1,14 +1,20 @@
 #include "demo_command.hpp"
 
 #include <fmt/format.h>
+#include <crew/sweep_runner.hpp>
+#include <crew/sweep_statistics.hpp>
 #include <crew/timing.hpp>
 #include <crew/worker_count.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <sstream>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "bench_samplers.hpp"
 #include "fetch_command.hpp"
 #include "primes_command.hpp"
 #include "progress_bar.hpp"
@@ -42,12 +48,41 @@ double speedup(const Timing& serial, const Timing& pool) {
   return pool.wall.count() > 0 ? seconds(serial.wall) / seconds(pool.wall) : 0;
 }
 
-// The explanation under the speed-ups, fitted to what this run measured.
-std::string why(std::size_t workers, std::int64_t below, const Timing& serial, const Timing& thread,
-                const Timing& process) {
-  const double thread_speedup = speedup(serial, thread);
-  const double cpu_ratio =
-      serial.cpu().count() > 0 ? seconds(thread.cpu()) / seconds(serial.cpu()) : 1;
+// After the three runs shown, each engine runs again until its mean is known to ±2 % (or a
+// second of runs is spent): the speed-ups and every comparison below come from these, so that
+// what the demo explains is what was measured beyond the noise, not one run's luck.
+const sweep::RunPolicy kRepeatPolicy{.warmup = 0,
+                                     .min_runs = 3,
+                                     .max_runs = 10,
+                                     .target_rse = 0.02,
+                                     .max_time = std::chrono::seconds(1)};
+
+struct Measured {
+  sweep::Sweep sweep;
+  const sweep::Point* thread = nullptr;
+  const sweep::Point* process = nullptr;
+  sweep::Statistics serial_cpu;
+  sweep::Statistics thread_cpu;
+  std::vector<std::string> warnings;
+  bool busy = false;
+};
+
+sweep::Statistics cpu_statistics(const sweep::Point& p) {
+  std::vector<double> cpu;
+  for (const sweep::Sample& s : p.samples) cpu.push_back(s.cpu_s);
+  return sweep::describe(cpu);
+}
+
+std::string interval_text(const sweep::Point& p) {
+  if (!p.speedup_interval.interval_known()) return "spread unknown";
+  return fmt::format("95 % CI {:.2f}–{:.2f}", *p.speedup_interval.low, *p.speedup_interval.high);
+}
+
+// The explanation under the speed-ups, fitted to what this run measured: a claim appears only
+// when the repeated runs carry it (Welch's t-test at 95 %), and none when the machine was busy.
+std::string why(std::size_t workers, std::int64_t below, const Measured& m) {
+  const sweep::Point& thread = *m.thread;
+  const sweep::Point& process = *m.process;
   std::string text =
       "Why: the article warns that Python threads make this job slower, not faster: the GIL lets "
       "only one thread run Python code at a time, so only processes helped there. C++ has no "
@@ -60,51 +95,100 @@ std::string why(std::size_t workers, std::int64_t below, const Timing& serial, c
     text +=
         " Here this process may use only 1 CPU, so no pool can beat the loop; run it where more "
         "CPUs are free to see the speed-up.";
+  } else if (m.busy) {
+    text +=
+        " Here other programs were using the CPUs (see the warning above), so this run's figures "
+        "cannot say more than that; run it on a quiet machine.";
   } else {
-    if (cpu_ratio > 1.05) {
+    const double cpu_ratio = m.serial_cpu.mean > 0 ? m.thread_cpu.mean / m.serial_cpu.mean : 1;
+    if (cpu_ratio > 1.05 &&
+        sweep::compare(m.serial_cpu, m.thread_cpu) == sweep::Difference::kFaster) {
       text += fmt::format(
-          " Here the thread run used {:.0f}% more CPU than the loop for the same numbers: two "
+          " Here the thread runs used {:.0f}% more CPU than the loop for the same numbers: two "
           "busy CPUs can each run slower than one alone (hyper-threads of one core, a shared "
           "clock), and starting the pool counts on a short job. That is why the speed-up is below "
           "CPU/wall.",
           (cpu_ratio - 1) * 100);
     }
-    if (thread_speedup < 0.8 * static_cast<double>(workers) &&
-        thread.parallelism() < 0.9 * static_cast<double>(workers)) {
+    // Only an interval that lies wholly below 80 % of the ideal says the parallelism fell short.
+    if (thread.speedup_interval.interval_known() &&
+        *thread.speedup_interval.high < 0.8 * static_cast<double>(workers)) {
       text +=
-          " The parallelism is below the worker count: other programs were using the CPUs, or "
-          "the job is too short for the pool's start to vanish. Try `crew demo --below 1e7`.";
+          " The speed-up stays below the worker count beyond the noise: the job is too short for "
+          "the pool's start to vanish, or the CPUs are not all free. Try `crew demo --below 1e7`.";
     }
   }
   std::string out = wrap(text) + "\n";
-  // The process run against the thread run: what forking and crossing the numbers cost.
-  const double process_vs_thread =
-      thread.wall.count() > 0 ? seconds(process.wall) / seconds(thread.wall) : 1;
   std::string processes =
       "The process run is the article's own answer, multiprocessing.Pool, in C++: forked worker "
       "processes, the numbers and the results crossing between processes in chunks, the workers' "
       "CPU counted in the Workers' CPU line once they are reaped.";
-  if (process_vs_thread <= 1.1) {
-    processes += fmt::format(
-        " Here it took {:.0f}% of the thread run's wall time: chunks of numbers cost little to "
-        "send next to testing them, so processes are as fast as threads on this job.",
-        process_vs_thread * 100);
-  } else {
-    processes += fmt::format(
-        " Here it took {:.2f}x the thread run's wall time: forking the workers, sending the "
-        "numbers and results between processes and reaping the workers cost what threads sharing "
-        "memory never pay{}; the shorter the job, the more that shows (try `crew demo --below "
-        "1e7`).",
-        process_vs_thread,
-        workers > 1 && process.parallelism() < 0.9 * static_cast<double>(workers)
-            ? ", and its CPU/wall below the worker count says the workers waited part of the "
-              "time (while the pool started and stopped) or shared the CPUs with other programs"
-            : "");
+  const double process_vs_thread =
+      process.wall_s > 0 && thread.wall_s > 0 ? process.wall_s / thread.wall_s : 1;
+  if (!m.busy) {
+    switch (sweep::compare(process.wall, thread.wall)) {
+      case sweep::Difference::kWithinNoise:
+        processes += fmt::format(
+            " Here its wall time was within the noise of the thread runs' ({:.0f}% of it over {} "
+            "and {} runs): chunks of numbers cost little to send next to testing them, so "
+            "processes are as fast as threads on this job.",
+            process_vs_thread * 100, process.wall.runs, thread.wall.runs);
+        break;
+      case sweep::Difference::kSlower:
+        processes += fmt::format(
+            " Here it took {:.2f}x the thread runs' wall time, beyond the noise: forking the "
+            "workers, sending the numbers and results between processes and reaping the workers "
+            "cost what threads sharing memory never pay; the shorter the job, the more that shows "
+            "(try `crew demo --below 1e7`).",
+            process_vs_thread);
+        break;
+      case sweep::Difference::kFaster:
+        processes += fmt::format(
+            " Here it was even faster than the thread runs ({:.0f}% of their wall time, beyond "
+            "the noise): each worker process has its own memory, so nothing is shared between "
+            "them; either way, processes cost little on this job.",
+            process_vs_thread * 100);
+        break;
+      case sweep::Difference::kUnknown:
+        break;
+    }
   }
   processes +=
       " In C++ processes are not for speed but for what threads cannot give: code that is not "
       "thread-safe, a crash that fails one task instead of the program, and a hard timeout.";
   return out + wrap(processes);
+}
+
+// Runs serial, thread and process again, quietly and in rounds, as kRepeatPolicy says. nullopt
+// when interrupted.
+std::optional<Measured> measure_again(std::int64_t below, std::size_t workers,
+                                      const InterruptWatcher& interrupt) {
+  const std::stop_token stop = interrupt.stop_token();
+  std::optional<std::int64_t> answer;
+  const sweep::Sampler sample = primes_sampler(below, stop, answer);
+  ProgressBar progress(ProgressBar::stderr_is_terminal(), "runs");
+  Measured m;
+  m.sweep = sweep::run_sweep({.job = "cpu",
+                              .description = "the demo's primes",
+                              .cores = workers,
+                              .engines = {"thread", "process"},
+                              .workers = {workers},
+                              .policy = kRepeatPolicy,
+                              .cpu_bound_job = true},
+                             sample, stop, [&progress](std::size_t done, std::size_t expected) {
+                               progress.update(done, expected);
+                             });
+  progress.finish();
+  if (m.sweep.interrupted || m.sweep.points.size() != 2) return std::nullopt;
+  m.thread = &m.sweep.points[0];
+  m.process = &m.sweep.points[1];
+  m.serial_cpu = cpu_statistics(m.sweep.serial);
+  m.thread_cpu = cpu_statistics(*m.thread);
+  const sweep::Verdict verdict = sweep::decide(m.sweep);
+  m.warnings = verdict.warnings;
+  m.busy = verdict.cpu_per_wall < sweep::kBusySerialCpuPerWall ||
+           m.sweep.other_load >= sweep::kBusyOtherLoad * static_cast<double>(workers);
+  return m;
 }
 
 struct EngineRun {
@@ -322,14 +406,38 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   fmt::print("all three engines agree: {}{}.\n", group_digits(serial_sum),
              known ? ", the known sum of the primes below " + group_digits(below) : "");
 
-  for (const EngineRun* run : {&thread, &process}) {
-    const double ratio = speedup(serial.result.timing, run->result.timing);
-    fmt::print("speed-up: {} {:.2f}x over serial with {} worker{} (efficiency {:.0f}%)\n",
-               engine_name(run->job.engine), ratio, worker_count, worker_count == 1 ? "" : "s",
-               100 * ratio / static_cast<double>(worker_count));
+  fmt::print("\nEach engine again, quietly, until its mean is known to ±{:g} % (or {} of runs):\n",
+             kRepeatPolicy.target_rse * 100,
+             format_duration(
+                 std::chrono::duration_cast<std::chrono::nanoseconds>(kRepeatPolicy.max_time)));
+  std::fflush(stdout);
+  const std::optional<Measured> measured = measure_again(below, worker_count, interrupt);
+  if (!measured) {
+    fmt::print(stderr, "interrupted while repeating the runs\n");
+    return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
-  fmt::print("\n{}", why(worker_count, below, serial.result.timing, thread.result.timing,
-                         process.result.timing));
+  const sweep::Point& serial_point = measured->sweep.serial;
+  fmt::print("  serial  {} ± {:.1f} % over {} runs, CPU/wall {:.2f}\n",
+             format_duration(
+                 std::chrono::nanoseconds(static_cast<std::int64_t>(serial_point.wall_s * 1e9))),
+             serial_point.wall_s > 0 ? serial_point.wall.stddev / serial_point.wall_s * 100 : 0.0,
+             serial_point.wall.runs,
+             serial_point.wall_s > 0 ? serial_point.cpu_s / serial_point.wall_s : 0.0);
+  for (const sweep::Point* point : {measured->thread, measured->process}) {
+    // Efficiency above 100 % is noise (a slowed serial run), never a finding.
+    const std::string efficiency =
+        point->efficiency_is_noise()
+            ? fmt::format("efficiency {:.0f}%: above 100% is noise, not a finding",
+                          point->efficiency * 100)
+            : fmt::format("efficiency {:.0f}%", point->efficiency * 100);
+    fmt::print("speed-up: {} {:.2f}x over serial with {} worker{} ({}; {})\n", point->engine,
+               point->speedup, worker_count, worker_count == 1 ? "" : "s", interval_text(*point),
+               efficiency);
+  }
+  for (const std::string& warning : measured->warnings) {
+    fmt::print("{}", wrap("Warning: " + warning + "."));
+  }
+  fmt::print("\n{}", why(worker_count, below, *measured));
   fmt::print("\n");
   std::fflush(stdout);
   return run_io_demo(interrupt);

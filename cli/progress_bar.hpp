@@ -2,6 +2,8 @@
 //   [=============>                ]  45% 4.5M/10M numbers, 1.5M/s, ETA 3 s
 // Drawn only when stderr is a terminal and the run has lasted long enough to be worth watching;
 // redrawn at most ten times a second, so it stays cheap when fed from MapOptions::on_progress.
+// It fits the terminal's width (the bar shrinks first, then the figures are cut), so it never
+// wraps into rows that "\r" cannot erase.
 #pragma once
 
 #include <chrono>
@@ -44,6 +46,15 @@ class ProgressBar {
   bool drawn_ = false;                                 // guarded by mu_
   bool finished_ = false;                              // guarded by mu_
 };
+
+// The columns of the terminal on stderr (TIOCGWINSZ), else $COLUMNS, else 80.
+[[nodiscard]] int terminal_columns();
+
+// The progress line for a terminal `columns` wide: "[=====>    ] " + figures, the bar narrowed to
+// fit (and left out below 10 columns of bar), the figures cut last; always shorter than `columns`,
+// so it never wraps (a wrapped line leaves a stale row that "\r" cannot reach).
+[[nodiscard]] std::string fit_progress_line(int columns, double fraction,
+                                            const std::string& figures);
 
 // A count in three significant digits with an SI suffix, as the bar prints it: 950 → "950",
 // 4'500 → "4.5k", 4'500'000 → "4.5M", 10'000'000 → "10M", 1e10 → "10G".

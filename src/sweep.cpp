@@ -14,11 +14,18 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <nlohmann/json.hpp>
 
+#include "sweep_prose.hpp"
+
 namespace crew::sweep {
 namespace {
+
+using detail::engine_prose;
+using detail::format_speedup;
+using detail::plural;
 
 using Json = nlohmann::ordered_json;
 
@@ -52,29 +59,11 @@ const Point* best_point(const std::vector<const Point*>& points) {
   return best;
 }
 
-// The engine as a sentence names it, and as the subject of "Adding … stops paying".
-std::string engine_prose(std::string_view engine) {
-  if (engine == "thread") return "threads";
-  if (engine == "process") return "processes";
-  if (engine == "event-loop") return "the event loop";
-  if (engine == "serial") return "the serial loop";
-  return std::string(engine);
-}
-
 std::string adding_prose(std::string_view engine) {
   if (engine == "thread") return "threads";
   if (engine == "process") return "processes";
   if (engine == "event-loop") return "workers to the event loop";
   return fmt::format("{} workers", engine);
-}
-
-// Two decimals while they matter ("1.87×"), one from 10 on ("29.7×").
-std::string format_speedup(double speedup) {
-  return speedup < 9.995 ? fmt::format("{:.2f}×", speedup) : fmt::format("{:.1f}×", speedup);
-}
-
-std::string plural(std::size_t n, std::string_view one, std::string_view many) {
-  return fmt::format("{} {}", n, n == 1 ? one : many);
 }
 
 double ratio(double num, double den) { return den > 0 ? num / den : 0; }
@@ -99,6 +88,88 @@ std::optional<std::size_t> stops_paying_at(const std::vector<Point>& points,
   return std::nullopt;
 }
 
+// "1.19× (95 % CI 0.80–1.77×)", or "1.19× (one run: spread unknown)".
+std::string speedup_with_interval(const Point& p) {
+  if (!p.speedup_interval.interval_known()) {
+    return fmt::format("{} (spread unknown)", format_speedup(p.speedup));
+  }
+  return fmt::format("{} (95 % CI {:.2f}–{})", format_speedup(p.speedup), *p.speedup_interval.low,
+                     format_speedup(*p.speedup_interval.high));
+}
+
+std::string point_prose(const Point& p) { return fmt::format("{} ×{}", p.engine, p.workers); }
+
+// Why the figures cannot carry "use X": empty when they can. The order is the order a reader
+// should fix them in: a busy machine first, as it spoils every other figure.
+std::string why_inconclusive(const Sweep& sweep, const Verdict& verdict, const Point& chosen,
+                             const Point* runner_up) {
+  if (sweep.cpu_bound_job && verdict.cpu_per_wall > 0 &&
+      verdict.cpu_per_wall < kBusySerialCpuPerWall) {
+    return fmt::format(
+        "the serial run of this CPU-only job got {:.2f} CPU per wall second (busy machine)",
+        verdict.cpu_per_wall);
+  }
+  if (chosen.efficiency_is_noise()) {
+    return fmt::format("{} measured {:.0f} % efficiency, which only noise gives",
+                       point_prose(chosen), chosen.efficiency * 100);
+  }
+  switch (compare(chosen.wall, sweep.serial.wall)) {
+    case Difference::kFaster:
+      break;
+    case Difference::kUnknown:
+      return "one run per point, so the spread is unknown";
+    case Difference::kWithinNoise:
+    case Difference::kSlower:
+      return fmt::format("within noise: {} is not clearly faster than serial", point_prose(chosen));
+  }
+  // The cheaper of two points within kGoodEnough of each other is the better buy even when the
+  // dearer one is measurably faster; a dearer choice must be faster beyond the noise.
+  if (runner_up == nullptr || cheaper(chosen, *runner_up)) return {};
+  switch (compare(chosen.wall, runner_up->wall)) {
+    case Difference::kFaster:
+      return {};
+    case Difference::kUnknown:
+      return "one run per point, so the spread is unknown";
+    case Difference::kWithinNoise:
+    case Difference::kSlower:
+      break;
+  }
+  return fmt::format("within noise: {} and {} cannot be told apart", point_prose(chosen),
+                     point_prose(*runner_up));
+}
+
+// Every sign of noise in the sweep, for Verdict::warnings.
+std::vector<std::string> warnings_of(const Sweep& sweep, double serial_cpu_per_wall) {
+  NoiseSigns signs{.cpu_bound_job = sweep.cpu_bound_job,
+                   .serial_cpu_per_wall = serial_cpu_per_wall,
+                   .other_load = sweep.other_load,
+                   .cores = sweep.cores,
+                   .outlier_runs = sweep.serial.wall.outliers};
+  bool spread_unknown = !sweep.serial.wall.spread_known();
+  std::vector<std::string> noisy;
+  for (const Point& p : sweep.points) {
+    signs.outlier_runs += p.wall.outliers;
+    spread_unknown = spread_unknown || !p.wall.spread_known();
+    if (p.efficiency_is_noise()) {
+      noisy.push_back(fmt::format("{} {:.0f} %", point_prose(p), p.efficiency * 100));
+    }
+  }
+  std::vector<std::string> warnings = noise_warnings(signs);
+  if (!noisy.empty()) {
+    warnings.push_back(fmt::format(
+        "efficiency above 100 % ({}) is noise, not a finding: w workers cannot run a serial "
+        "loop's work more than w times faster: the serial runs were slowed, or the gap is within "
+        "the spread",
+        fmt::join(noisy, ", ")));
+  }
+  if (spread_unknown) {
+    warnings.push_back(
+        "one run per point: the spread is unknown, so no figure can be told from noise (use "
+        "--repeat 3 or more, or leave --repeat out)");
+  }
+  return warnings;
+}
+
 Json sample_json(const Sample& s) {
   Json j;
   j["wall_s"] = s.wall_s;
@@ -107,65 +178,29 @@ Json sample_json(const Sample& s) {
   return j;
 }
 
+Json or_null(const std::optional<double>& value) { return value ? Json(*value) : Json(nullptr); }
+
 Json point_json(const Point& p) {
   Json j;
   j["engine"] = p.engine;
   j["workers"] = p.workers;
+  j["runs"] = p.wall.runs;
   j["wall_s"] = p.wall_s;
+  j["wall_stddev_s"] = p.wall.spread_known() ? Json(p.wall.stddev) : Json(nullptr);
   j["wall_min_s"] = p.wall_min_s;
   j["wall_max_s"] = p.wall_max_s;
+  j["wall_median_s"] = p.wall.median;
+  j["outliers"] = p.wall.outliers;
   j["cpu_s"] = p.cpu_s;
   j["peak_rss_bytes"] = p.peak_rss_bytes;
   j["speedup"] = p.speedup;
+  j["speedup_low"] = or_null(p.speedup_interval.low);
+  j["speedup_high"] = or_null(p.speedup_interval.high);
   j["efficiency"] = p.efficiency;
+  j["efficiency_is_noise"] = p.efficiency_is_noise();
   j["samples"] = Json::array();
   for (const Sample& s : p.samples) j["samples"].push_back(sample_json(s));
   return j;
-}
-
-// A gnuplot single-quoted string takes everything literally but the quote itself, written twice.
-std::string gnuplot_single_quoted(std::string_view text) {
-  std::string out = "'";
-  for (char c : text) {
-    if (c == '\'') out += '\'';
-    out += c;
-  }
-  return out + "'";
-}
-
-// A gnuplot double-quoted string reads backslash escapes; a raw line break would end the
-// command, so '\n' goes in as the escape (a line break in the text) and '\r' as a space.
-std::string gnuplot_double_quoted(std::string_view text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '\n') {
-      out += "\\n";
-      continue;
-    }
-    if (c == '"' || c == '\\') out += '\\';
-    out += c == '\r' ? ' ' : c;
-  }
-  return out + "\"";
-}
-
-std::string one_line(std::string text) {
-  std::ranges::replace(text, '\n', ' ');
-  return text;
-}
-
-// A datablock name is an identifier: "event-loop" becomes $event_loop.
-std::string datablock_name(std::string_view engine) {
-  std::string name = "$";
-  for (char c : engine) {
-    const bool word = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    name += word ? c : '_';
-  }
-  return name;
-}
-
-std::string legend_name(std::string_view engine) {
-  if (engine == "event-loop") return "event loop";
-  return engine_prose(engine);
 }
 
 }  // namespace
@@ -191,7 +226,7 @@ double median(std::vector<double> values) {
   return lower + (upper - lower) / 2;
 }
 
-void summarize(Point& point, double serial_wall_s) {
+void summarize(Point& point, const Statistics& serial_wall) {
   if (point.samples.empty()) {
     throw std::invalid_argument(
         fmt::format("point.samples is empty ({} × {})", point.engine, point.workers));
@@ -204,18 +239,26 @@ void summarize(Point& point, double serial_wall_s) {
     cpus.push_back(s.cpu_s);
     rss.push_back(s.peak_rss_bytes);
   }
-  const auto [min_wall, max_wall] = std::ranges::minmax(walls);
-  point.wall_min_s = min_wall;
-  point.wall_max_s = max_wall;
-  point.wall_s = median(walls);
+  point.wall = describe(walls);
+  point.wall_min_s = point.wall.min;
+  point.wall_max_s = point.wall.max;
+  point.wall_s = point.wall.mean;
   point.cpu_s = median(cpus);
   // Bytes stay integers: a double's median of two RSS figures could land on half a byte.
   std::ranges::sort(rss);
   const std::size_t mid = rss.size() / 2;
   point.peak_rss_bytes =
       rss.size() % 2 == 1 ? rss[mid] : rss[mid - 1] + (rss[mid] - rss[mid - 1]) / 2;
-  point.speedup = serial_wall_s > 0 ? ratio(serial_wall_s, point.wall_s) : 0;
+  point.speedup_interval = speedup(serial_wall, point.wall);
+  point.speedup = point.speedup_interval.value;
   point.efficiency = point.workers > 0 ? point.speedup / static_cast<double>(point.workers) : 0;
+}
+
+void summarize(Point& point, double serial_wall_s) {
+  Statistics serial;
+  serial.runs = 1;
+  serial.mean = serial.min = serial.max = serial.median = serial_wall_s;
+  summarize(point, serial);
 }
 
 Verdict decide(const Sweep& sweep) {
@@ -228,6 +271,7 @@ Verdict decide(const Sweep& sweep) {
     if (p.engine != "serial") all.push_back(&p);
   }
   const Point* best = best_point(all);
+  verdict.warnings = warnings_of(sweep, verdict.cpu_per_wall);
 
   std::string sentence;
   if (sweep.interrupted) sentence += "From the points measured before the interruption: ";
@@ -279,6 +323,23 @@ Verdict decide(const Sweep& sweep) {
                                            static_cast<double>(chosen->peak_rss_bytes));
   }
 
+  const std::string doubt = why_inconclusive(sweep, verdict, *chosen, runner_up);
+  if (!doubt.empty()) {
+    verdict.conclusive = false;
+    verdict.engine = "inconclusive";
+    sentence +=
+        fmt::format("Inconclusive: {}. Leading: {}, {}: {}", doubt, engine_prose(chosen->engine),
+                    plural(chosen->workers, "worker", "workers"), speedup_with_interval(*chosen));
+    if (runner_up != nullptr) {
+      sentence += fmt::format("; {} reach{} {}", engine_prose(runner_up->engine),
+                              runner_up->engine == "event-loop" ? "es" : "",
+                              speedup_with_interval(*runner_up));
+    }
+    sentence += ". Rerun on a quiet machine, or with more runs (--min-runs, --target-rse).";
+    verdict.sentence = std::move(sentence);
+    return verdict;
+  }
+
   sentence +=
       fmt::format("Use {}, {}: {} over serial", engine_prose(chosen->engine),
                   plural(chosen->workers, "worker", "workers"), format_speedup(chosen->speedup));
@@ -317,11 +378,14 @@ std::vector<BreakEven> break_even(const std::vector<TaskSizeSweep>& sweeps) {
     return result.emplace_back(BreakEven{.engine = engine, .cpu_us = std::nullopt});
   };
   for (const TaskSizeSweep& size : sweeps) {
-    // An engine beats serial at this size when any of its worker counts does.
+    // An engine beats serial at this size when any of its worker counts does, beyond the noise
+    // (Welch's t-test) and within what its workers can do (efficiency at most 100 %).
     for (const Point& p : size.sweep.points) {
       if (p.engine == "serial") continue;
       BreakEven& entry = entry_for(p.engine);
-      if (p.speedup >= kWorthIt && (!entry.cpu_us || size.cpu_us < *entry.cpu_us)) {
+      const bool beats_serial = p.speedup >= kWorthIt && !p.efficiency_is_noise() &&
+                                compare(p.wall, size.sweep.serial.wall) == Difference::kFaster;
+      if (beats_serial && (!entry.cpu_us || size.cpu_us < *entry.cpu_us)) {
         entry.cpu_us = size.cpu_us;
       }
     }
@@ -334,8 +398,15 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
   j["job"] = sweep.job;
   j["description"] = sweep.description;
   j["cores"] = sweep.cores;
-  j["repeat"] = sweep.repeat;
+  j["repeat"] = sweep.repeat > 0 ? Json(sweep.repeat) : Json(nullptr);
+  j["runs"] = {
+      {"warmup", sweep.policy.warmup},
+      {"min_runs", sweep.policy.min_runs},
+      {"max_runs", sweep.policy.max_runs},
+      {"target_rse", sweep.policy.exact() ? Json(nullptr) : Json(sweep.policy.target_rse)},
+      {"max_time_s", sweep.policy.exact() ? Json(nullptr) : Json(sweep.policy.max_time.count())}};
   j["interrupted"] = sweep.interrupted;
+  j["other_load"] = sweep.other_load;
   j["serial"] = point_json(sweep.serial);
   j["points"] = Json::array();
   for (const Point& p : sweep.points) j["points"].push_back(point_json(p));
@@ -352,6 +423,7 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
     j["python"].push_back(std::move(row));
   }
   Json v;
+  v["conclusive"] = verdict.conclusive;
   v["cpu_bound"] = verdict.cpu_bound;
   v["cpu_per_wall"] = verdict.cpu_per_wall;
   v["engine"] = verdict.engine;
@@ -362,108 +434,31 @@ std::string to_json(const Sweep& sweep, const Verdict& verdict) {
   v["runner_up_speedup"] = verdict.runner_up_speedup;
   v["runner_up_memory_ratio"] = verdict.runner_up_memory_ratio;
   v["sentence"] = verdict.sentence;
+  v["warnings"] = verdict.warnings;
   j["verdict"] = std::move(v);
   // A description typed by a user may hold bytes that are not UTF-8; replace them, do not throw.
   return j.dump(-1, ' ', false, Json::error_handler_t::replace);
 }
 
 std::string to_csv(const Sweep& sweep) {
+  // The new columns go last, so that a reader of the first ten keeps working.
   std::string out =
-      "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency\n";
+      "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency,"
+      "runs,wall_stddev_s,wall_median_s,speedup_low,speedup_high\n";
+  const auto known = [](const std::optional<double>& value, int decimals) {
+    return value ? fmt::format("{:.{}f}", *value, decimals) : std::string();
+  };
   const auto row = [&](const Point& p) {
-    out += fmt::format("{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{},{:.4f},{:.4f}\n", sweep.job,
-                       p.engine, p.workers, p.wall_s, p.wall_min_s, p.wall_max_s, p.cpu_s,
-                       p.peak_rss_bytes, p.speedup, p.efficiency);
+    out += fmt::format(
+        "{},{},{},{:.6f},{:.6f},{:.6f},{:.6f},{},{:.4f},{:.4f},{},{},{:.6f},{},{}\n", sweep.job,
+        p.engine, p.workers, p.wall_s, p.wall_min_s, p.wall_max_s, p.cpu_s, p.peak_rss_bytes,
+        p.speedup, p.efficiency, p.wall.runs,
+        known(p.wall.spread_known() ? std::optional(p.wall.stddev) : std::nullopt, 6),
+        p.wall.median, known(p.speedup_interval.low, 4), known(p.speedup_interval.high, 4));
   };
   row(sweep.serial);
   for (const Point& p : sweep.points) row(p);
   return out;
-}
-
-std::string gnuplot_script(const Sweep& sweep, const Verdict& verdict, std::string_view png_path) {
-  // Engines in first-seen order, each with its points by increasing workers.
-  std::vector<std::pair<std::string, std::vector<const Point*>>> curves;
-  std::size_t max_workers = 1;
-  double max_speedup = 1;
-  for (const Point& p : sweep.points) {
-    auto it = std::ranges::find(curves, p.engine, &decltype(curves)::value_type::first);
-    if (it == curves.end()) it = curves.insert(curves.end(), {p.engine, {}});
-    it->second.push_back(&p);
-    max_workers = std::max(max_workers, p.workers);
-    if (std::isfinite(p.speedup)) max_speedup = std::max(max_speedup, p.speedup);
-  }
-  const std::size_t cores = std::max<std::size_t>(sweep.cores, 1);
-
-  std::string verdict_text = verdict.engine == "serial"
-                                 ? std::string("stay serial")
-                                 : fmt::format("{}, {} ({})", legend_name(verdict.engine),
-                                               plural(verdict.workers, "worker", "workers"),
-                                               format_speedup(verdict.speedup));
-  if (sweep.interrupted) verdict_text += ", interrupted";
-
-  std::string s;
-  s += "# Written by crew bench; run with: gnuplot <this file>\n";
-  // gnuplot stops at an unknown terminal, so ask it which ones it has.
-  s += "if (strstrt(GPVAL_TERMINALS, \"pngcairo\") > 0) {\n"
-       "  set terminal pngcairo size 900,600\n"
-       "} else {\n"
-       "  set terminal png size 900,600\n"
-       "}\n";
-  s += "set encoding utf8\n";
-  s += fmt::format("set output {}\n", gnuplot_single_quoted(png_path));
-  // Two lines: the job, then the verdict. "\n" inside a double-quoted gnuplot string is a break.
-  s += fmt::format(
-      "set title {} noenhanced\n",
-      gnuplot_double_quoted(fmt::format("crew bench {}: {}\nverdict: {}", one_line(sweep.job),
-                                        one_line(sweep.description), verdict_text)));
-  // Room above the plot for the cores label, which would otherwise sit on the legend.
-  s += "set tmargin 6\n";
-  s += "set xlabel \"workers\"\n";
-  s += "set ylabel \"speed-up over serial\"\n";
-  s += "set logscale x 2\n";
-  // Room on the right of the last point and of the cores marker, so neither sits on the border.
-  s += fmt::format("set xrange [0.8:{}]\n",
-                   static_cast<double>(std::max(max_workers, cores)) * 1.25);
-  // An IO-bound ideal runs to the largest worker count and would flatten every measured curve;
-  // the range follows what was measured and lets the ideal leave through the top.
-  const double ideal_top =
-      verdict.cpu_bound ? static_cast<double>(std::min(cores, max_workers)) : 0;
-  s += fmt::format("set yrange [0:{}]\n", std::max(max_speedup, ideal_top) * 1.3);
-  // Opaque: the ideal line starts in the top-left corner too.
-  s += "set key top left opaque box noenhanced\n";
-  s += "set grid\n";
-  s += fmt::format("set arrow from {0}, graph 0 to {0}, graph 1 nohead dt 2\n", cores);
-  s += fmt::format("set label {} at {}, graph 1 center offset 0,0.7\n",
-                   gnuplot_double_quoted(plural(cores, "core", "cores")), cores);
-
-  for (auto& [engine, points] : curves) {
-    std::ranges::stable_sort(points, {}, &Point::workers);
-    s += fmt::format("{} << EOD\n", datablock_name(engine));
-    for (const Point* p : points) s += fmt::format("{} {:.6f}\n", p->workers, p->speedup);
-    s += "EOD\n";
-  }
-  // The ideal at every measured worker count (and at the cores, where a CPU-bound one bends).
-  std::vector<std::size_t> ideal_x = {1, cores};
-  for (const Point& p : sweep.points) ideal_x.push_back(p.workers);
-  std::ranges::sort(ideal_x);
-  const auto [first, last] = std::ranges::unique(ideal_x);
-  ideal_x.erase(first, last);
-  s += "$ideal << EOD\n";
-  for (std::size_t w : ideal_x) {
-    if (w > std::max(max_workers, cores)) continue;
-    s += fmt::format("{} {}\n", w, verdict.cpu_bound ? std::min(w, cores) : w);
-  }
-  s += "EOD\n";
-
-  s += "plot ";
-  for (const auto& [engine, points] : curves) {
-    s += fmt::format("{} using 1:2 with linespoints lw 2 pt 7 title {}, \\\n     ",
-                     datablock_name(engine), gnuplot_double_quoted(legend_name(engine)));
-  }
-  s += fmt::format("$ideal using 1:2 with lines dt 3 lc rgb \"gray40\" title {}, \\\n     ",
-                   gnuplot_double_quoted(verdict.cpu_bound ? "ideal (capped at cores)" : "ideal"));
-  s += "1 with lines dt 4 lc rgb \"gray60\" title \"serial\"\n";
-  return s;
 }
 
 }  // namespace crew::sweep

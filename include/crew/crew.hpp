@@ -12,6 +12,8 @@
 #include "crew/process_stats.hpp"
 #include "crew/serialization.hpp"
 #include "crew/sweep.hpp"
+#include "crew/sweep_runner.hpp"
+#include "crew/sweep_statistics.hpp"
 #include "crew/thread_pool.hpp"
 #include "crew/timing.hpp"
 #include "crew/worker_count.hpp"

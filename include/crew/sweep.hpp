@@ -14,6 +14,8 @@
 #include <string_view>
 #include <vector>
 
+#include "crew/sweep_statistics.hpp"
+
 namespace crew::sweep {
 
 // 1, 2, 4, … doubling up to max_workers, with max_workers itself last when it is not a power of
@@ -27,26 +29,34 @@ struct Sample {
   std::uint64_t peak_rss_bytes = 0;  // summed over the engine's processes (host + workers)
 };
 
-// The repeats of one point, summarized: medians, and the spread of the wall time.
+// The counted runs of one point (warm-ups are not samples), summarized: mean ± σ, min … max.
 struct Point {
   std::string engine;  // "serial", "thread", "process", "event-loop"
   std::size_t workers = 1;
   std::vector<Sample> samples;  // in the order run
-  double wall_s = 0;            // median
+  Statistics wall;              // of samples' wall_s
+  double wall_s = 0;            // mean (wall.mean)
   double wall_min_s = 0;
   double wall_max_s = 0;
   double cpu_s = 0;                  // median
   std::uint64_t peak_rss_bytes = 0;  // median
-  double speedup = 0;                // serial's median wall / this median wall
+  double speedup = 0;                // serial's mean wall / this mean wall
+  Ratio speedup_interval;            // speedup with its 95 % interval (unknown for one run)
   double efficiency = 0;             // speedup / workers
+  // Above kMaxEfficiency: noise (the baseline was slowed), never a finding.
+  [[nodiscard]] bool efficiency_is_noise() const noexcept {
+    return engine != "serial" && efficiency > kMaxEfficiency;
+  }
 };
 
 // The median of `values` (the mean of the middle two for an even count); 0 for none.
 [[nodiscard]] double median(std::vector<double> values);
 
-// Fills wall_s, wall_min_s, wall_max_s, cpu_s and peak_rss_bytes from point.samples, and speedup
-// and efficiency against `serial_wall_s` (0 when either wall is 0). Throws: std::invalid_argument
-// when point.samples is empty.
+// Fills wall, wall_s, wall_min_s, wall_max_s, cpu_s and peak_rss_bytes from point.samples, and
+// speedup, speedup_interval and efficiency against the serial point's wall statistics (speed-up 0
+// when either mean is 0). Throws: std::invalid_argument when point.samples is empty.
+void summarize(Point& point, const Statistics& serial_wall);
+// As above against a serial wall known from one run (its spread unknown).
 void summarize(Point& point, double serial_wall_s);
 
 // The article's own Python on the same job in the same run (crew bench --compare-python).
@@ -65,13 +75,16 @@ struct PythonComparison {
 
 // A whole sweep of one job on one machine.
 struct Sweep {
-  std::string job;          // "cpu", "io" or "synthetic"
-  std::string description;  // "primes below 1,000,000", "256 URLs × 20 ms × 5 KiB", …
-  std::size_t cores = 1;    // the CPUs this process may use (default_worker_count)
-  std::size_t repeat = 1;
-  Point serial;                          // engine "serial", workers 1
-  std::vector<Point> points;             // every other engine × worker count, in the order run
-  bool interrupted = false;              // Ctrl-C: the points are those finished before it
+  std::string job;             // "cpu", "io" or "synthetic"
+  std::string description;     // "primes below 1,000,000", "256 URLs × 20 ms × 5 KiB", …
+  std::size_t cores = 1;       // the CPUs this process may use (default_worker_count)
+  std::size_t repeat = 1;      // --repeat N (an exact count of runs per point), or 0: adaptive
+  RunPolicy policy;            // how many runs each point got
+  bool cpu_bound_job = false;  // the job uses only the CPU (its serial CPU/wall should be ≈ 1)
+  double other_load = 0;       // CPUs other programs kept busy during the sweep; 0 when unknown
+  Point serial;                // engine "serial", workers 1
+  std::vector<Point> points;   // every other engine × worker count, in the order run
+  bool interrupted = false;    // Ctrl-C: the points are those finished before it
   std::vector<PythonComparison> python;  // empty unless --compare-python
 };
 
@@ -86,6 +99,10 @@ inline constexpr double kStopsPaying = 0.10;
 inline constexpr double kWorthIt = 1.10;
 
 struct Verdict {
+  // false when the figures cannot tell the leader from serial or from the runner-up (Welch's
+  // t-test at 95 %), when its efficiency is above 100 %, or when the serial run of a CPU-only job
+  // shared its CPU: engine is then "inconclusive" and the sentence gives the figures.
+  bool conclusive = true;
   bool cpu_bound = true;
   double cpu_per_wall = 0;  // of the serial run
   // The recommendation: "serial" when no engine reaches kWorthIt.
@@ -103,6 +120,9 @@ struct Verdict {
   // One sentence, e.g. "IO-bound (CPU/wall 0.02). Use threads, 32 workers: 29.7× over serial;
   // processes reach 27.1× with 3.8× the memory. Adding threads stops paying after 32."
   std::string sentence;
+  // Signs that the figures are noisy (a busy machine, outliers, efficiency above 100 %, one run
+  // per point), one sentence each, for a reader to see before the verdict.
+  std::vector<std::string> warnings;
 };
 
 // The verdict rules, applied to a summarized sweep. Throws: nothing but std::bad_alloc.
@@ -114,26 +134,32 @@ struct TaskSizeSweep {
   Sweep sweep;
 };
 
-// The smallest task size at which each engine beats serial (best speed-up over its worker counts
-// ≥ kWorthIt), per engine in first-seen order; nullopt for an engine that never does.
+// The smallest task size at which each engine beats serial (a worker count with a speed-up
+// ≥ kWorthIt, faster than serial by Welch's t-test at 95 %, efficiency at most 100 %), per engine
+// in first-seen order; nullopt for an engine that never does (or whose runs had no spread).
 struct BreakEven {
   std::string engine;
   std::optional<double> cpu_us;
 };
 [[nodiscard]] std::vector<BreakEven> break_even(const std::vector<TaskSizeSweep>& sweeps);
 
-// The sweep as one JSON document (one line): job, description, cores, repeat, interrupted, serial
-// and points (each with engine, workers, wall_s, wall_min_s, wall_max_s, cpu_s, peak_rss_bytes,
-// speedup, efficiency, samples), python (what, workers, wall_s, crew_engine, crew_workers,
-// crew_wall_s, crew_speedup) and verdict. docs/cli.md lists the fields.
+// The sweep as one JSON document (one line): job, description, cores, repeat, runs (the policy),
+// interrupted, other_load, serial and points (each with engine, workers, runs, wall_s (mean),
+// wall_stddev_s, wall_min_s, wall_max_s, wall_median_s, outliers, cpu_s, peak_rss_bytes, speedup,
+// speedup_low, speedup_high, efficiency, efficiency_is_noise, samples), python (what, workers,
+// wall_s, crew_engine, crew_workers, crew_wall_s, crew_speedup) and verdict (with conclusive and
+// warnings). Unknown figures (σ of one run) are null. docs/cli.md lists the fields.
 [[nodiscard]] std::string to_json(const Sweep& sweep, const Verdict& verdict);
 
 // The points as CSV with a header line:
-//   job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency
-// serial first. Fields never need quoting (engine names and numbers only).
+//   job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,efficiency,
+//   runs,wall_stddev_s,wall_median_s,speedup_low,speedup_high
+// (one line), serial first; wall_s is the mean; an unknown figure is an empty field. Fields never
+// need quoting (engine names and numbers only).
 [[nodiscard]] std::string to_csv(const Sweep& sweep);
 
-// A gnuplot script that draws speed-up against workers, one curve per engine, the ideal line
+// A gnuplot script that draws speed-up against workers, one curve per engine with the 95 %
+// interval of each point as an error bar (none where the spread is unknown), the ideal line
 // (speed-up = workers, up to `cores` for a CPU-bound job), and a vertical marker at `cores`, into
 // `png_path` (pngcairo, or png where cairo is missing: the script tries both). The data come
 // inline, so the script is self-contained.

@@ -26,6 +26,7 @@ namespace crew::testing {
 namespace {
 
 using ::testing::HasSubstr;
+using ::testing::Not;
 using ::testing::StartsWith;
 using namespace std::chrono_literals;
 
@@ -57,8 +58,8 @@ void expect_point_shape(const nlohmann::json& point, int repeat) {
 }
 
 TEST_F(BenchCommandTest, CpuJobJsonHasSerialEveryPointAndAVerdict) {
-  const CommandResult r = run_crew(
-      {"bench", "cpu", "--below", "20000", "--max-workers", "2", "--repeat", "2", "--json"});
+  const CommandResult r = run_crew({"bench", "cpu", "--below", "20000", "--max-workers", "2",
+                                    "--repeat", "2", "--warmup", "0", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "cpu");
@@ -81,16 +82,16 @@ TEST_F(BenchCommandTest, CpuJobJsonHasSerialEveryPointAndAVerdict) {
 }
 
 TEST_F(BenchCommandTest, TableEndsWithTheVerdictAndCsvHasOneRowPerPoint) {
-  const CommandResult table =
-      run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1"});
+  const CommandResult table = run_crew(
+      {"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1", "--warmup", "0"});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_THAT(table.out, StartsWith("crew bench cpu: primes below 10,000; "));
-  EXPECT_THAT(table.out, HasSubstr("engine      workers       wall   spread  speed-up"));
-  EXPECT_THAT(table.out, ::testing::ContainsRegex("\nserial +1 +[0-9.]+ [^ ]+ +±0.0% +1.00× "));
+  EXPECT_THAT(table.out, HasSubstr("engine      workers runs        wall mean ± σ  min … max"));
+  EXPECT_THAT(table.out, ::testing::ContainsRegex("\nserial +1 +1 +[0-9.]+ [^ ]+ ± \\? +"));
   EXPECT_THAT(table.out, ::testing::ContainsRegex("\nverdict: [^\n]+\n$"));
 
-  const CommandResult csv = run_crew(
-      {"bench", "cpu", "--below", "10000", "--max-workers", "2", "--repeat", "1", "--csv"});
+  const CommandResult csv = run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "2",
+                                      "--repeat", "1", "--warmup", "0", "--csv"});
   ASSERT_EQ(csv.exit_code, 0) << csv.err;
   std::istringstream lines(csv.out);
   std::string line;
@@ -99,7 +100,7 @@ TEST_F(BenchCommandTest, TableEndsWithTheVerdictAndCsvHasOneRowPerPoint) {
   ASSERT_EQ(rows.size(), 1U + 1 + 4);  // header, serial, thread and process at 1 and 2 workers
   EXPECT_EQ(rows[0],
             "job,engine,workers,wall_s,wall_min_s,wall_max_s,cpu_s,peak_rss_bytes,speedup,"
-            "efficiency");
+            "efficiency,runs,wall_stddev_s,wall_median_s,speedup_low,speedup_high");
   EXPECT_THAT(rows[1], StartsWith("cpu,serial,1,"));
   EXPECT_THAT(csv.err, HasSubstr("verdict: "));
 }
@@ -108,7 +109,7 @@ TEST_F(BenchCommandTest, PlotWritesAPng) {
   const std::filesystem::path png = std::filesystem::temp_directory_path() /
                                     ("crew-bench-test-" + std::to_string(::getpid()) + ".png");
   const CommandResult r = run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "2",
-                                    "--repeat", "1", "--plot", png.string()});
+                                    "--repeat", "1", "--warmup", "0", "--plot", png.string()});
   if (r.exit_code == 1 && r.err.find("needs gnuplot") != std::string::npos) {
     GTEST_SKIP() << "gnuplot is not installed";
   }
@@ -122,8 +123,9 @@ TEST_F(BenchCommandTest, PlotWritesAPng) {
 }
 
 TEST_F(BenchCommandTest, IoJobSweepsEveryEngineAgainstItsOwnServer) {
-  const CommandResult r = run_crew({"bench", "io", "--urls", "8", "--latency", "5ms",
-                                    "--max-workers", "4", "--repeat", "1", "--json"});
+  const CommandResult r =
+      run_crew({"bench", "io", "--urls", "8", "--latency", "5ms", "--max-workers", "4", "--repeat",
+                "1", "--warmup", "0", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "io");
@@ -137,8 +139,9 @@ TEST_F(BenchCommandTest, IoJobSweepsEveryEngineAgainstItsOwnServer) {
 }
 
 TEST_F(BenchCommandTest, SyntheticJobGivesABreakEvenPerEngine) {
-  const CommandResult r = run_crew({"bench", "synthetic", "--cpu-us", "0,300", "--tasks", "100",
-                                    "--max-workers", "2", "--repeat", "1", "--json"});
+  const CommandResult r =
+      run_crew({"bench", "synthetic", "--cpu-us", "0,300", "--tasks", "100", "--max-workers", "2",
+                "--repeat", "1", "--warmup", "0", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   EXPECT_EQ(document["job"], "synthetic");
@@ -154,8 +157,9 @@ TEST_F(BenchCommandTest, SyntheticJobGivesABreakEvenPerEngine) {
 
 TEST_F(BenchCommandTest, ComparesWithTheArticlesPython) {
   if (std::system("python3 -c pass >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
-  const CommandResult r = run_crew({"bench", "cpu", "--below", "20000", "--max-workers", "2",
-                                    "--repeat", "1", "--compare-python", "--json"});
+  const CommandResult r =
+      run_crew({"bench", "cpu", "--below", "20000", "--max-workers", "2", "--repeat", "1",
+                "--warmup", "0", "--compare-python", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto document = nlohmann::json::parse(r.out);
   ASSERT_EQ(document["python"].size(), 3U);
@@ -174,8 +178,13 @@ TEST_F(BenchCommandTest, ComparesWithTheArticlesPython) {
 
 TEST_F(BenchCommandTest, CtrlCPrintsThePointsMeasuredAndExits130) {
   ChildProcess child({crew_cli(), "bench", "synthetic", "--cpu-us", "1000", "--tasks", "300",
-                      "--max-workers", "2", "--repeat", "20", "--json"});
-  std::this_thread::sleep_for(1500ms);
+                      "--max-workers", "2", "--repeat", "20", "--warmup", "0", "--json"});
+  // The serial run burns 300 × 1 ms of its thread's CPU: once the process has used 400 ms, it has
+  // finished (a fixed sleep raced a loaded machine, where the first run took longer).
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (cpu_time(child.pid()) < 400ms && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(10ms);
+  }
   ASSERT_EQ(::kill(child.pid(), SIGINT), 0);
   const CommandResult r = child.wait(60s);
   EXPECT_FALSE(r.timed_out);
@@ -193,7 +202,7 @@ TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
   // The whole process group gets the SIGINT, as from a terminal; the server child has a group of
   // its own, so crew bench stops it after the interrupted run.
   ChildProcess child({crew_cli(), "bench", "io", "--urls", "20", "--latency", "30ms",
-                      "--max-workers", "4", "--repeat", "5", "--body", "1234"},
+                      "--max-workers", "4", "--repeat", "5", "--warmup", "0", "--body", "1234"},
                      {.own_process_group = true});
   std::this_thread::sleep_for(1500ms);
   ASSERT_EQ(::kill(-child.pid(), SIGINT), 0);
@@ -208,6 +217,88 @@ TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
       << "the crew serve child outlived crew bench";
 }
 
+// --repeat 1 printed "±0.0%": one run says nothing of the spread (issue 11, item 13).
+TEST_F(BenchCommandTest, OneRunPerPointSaysTheSpreadIsUnknown) {
+  const CommandResult r = run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "1",
+                                    "--engines", "thread", "--repeat", "1", "--warmup", "0"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("±0.0"))) << r.out;
+  EXPECT_THAT(r.out, HasSubstr("± ?: one run, so the spread is unknown."));
+  EXPECT_THAT(r.err, HasSubstr("warning: one run per point: the spread is unknown"));
+}
+
+// Without --repeat, each point runs as hyperfine's do: warm-up, then until the standard error is
+// small or the time budget is spent; the JSON says how, and gives mean ± σ per point.
+TEST_F(BenchCommandTest, RunsAreRepeatedUntilTheErrorIsSmallOrTheBudgetSpent) {
+  const CommandResult r =
+      run_crew({"bench", "cpu", "--below", "10000", "--max-workers", "1", "--engines", "thread",
+                "--min-runs", "2", "--max-runs", "6", "--max-time", "100ms", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto document = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(document["repeat"].is_null());
+  EXPECT_EQ(document["runs"]["warmup"], 1);
+  EXPECT_EQ(document["runs"]["min_runs"], 2);
+  EXPECT_EQ(document["runs"]["max_runs"], 6);
+  EXPECT_DOUBLE_EQ(document["runs"]["max_time_s"].get<double>(), 0.1);
+  for (const auto& point : {document["serial"], document["points"][0]}) {
+    const auto runs = point["runs"].get<std::size_t>();
+    EXPECT_GE(runs, 2U) << point;
+    EXPECT_LE(runs, 6U) << point;
+    EXPECT_EQ(point["samples"].size(), runs) << "warm-ups are not samples";
+    EXPECT_GE(point["wall_stddev_s"].get<double>(), 0.0) << point;
+  }
+  EXPECT_TRUE(document["points"][0]["speedup_low"].is_number());
+  EXPECT_TRUE(document["verdict"]["conclusive"].is_boolean());
+  EXPECT_TRUE(document["verdict"]["warnings"].is_array());
+}
+
+// gnuplot's absence was reported only after the whole sweep ran (issue 11, item 14).
+TEST_F(BenchCommandTest, MissingGnuplotFailsBeforeTheSweep) {
+  ChildProcess child(
+      {crew_cli(), "bench", "cpu", "--below", "10000", "--max-workers", "1", "--engines", "thread",
+       "--repeat", "1", "--warmup", "0", "--plot", "/tmp/crew-bench-never.png"},
+      {.env = {"PATH=/nonexistent"}});
+  const CommandResult r = child.wait(60s);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "") << "nothing may run before the check";
+  EXPECT_THAT(r.err, HasSubstr("--plot needs gnuplot, which is not on PATH"));
+  EXPECT_THAT(r.err, HasSubstr("nothing was run"));
+}
+
+TEST_F(BenchCommandTest, MissingPythonFailsBeforeTheSweep) {
+  ChildProcess child({crew_cli(), "bench", "cpu", "--below", "10000", "--max-workers", "1",
+                      "--engines", "thread", "--repeat", "1", "--warmup", "0", "--compare-python"},
+                     {.env = {"CREW_PYTHON=/nonexistent/python3"}});
+  const CommandResult r = child.wait(60s);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "") << "nothing may run before the check";
+  EXPECT_THAT(r.err, HasSubstr("--compare-python needs /nonexistent/python3"));
+}
+
+// The progress bar was wider than a 50-column terminal: it wrapped, and "\r" went back only to
+// the start of the last row, leaving stale rows (issue 11, item 14). COLUMNS gives the width where
+// the terminal reports none (this pseudo-terminal's size is 0 × 0).
+TEST_F(BenchCommandTest, ProgressFitsANarrowTerminalAndIsErased) {
+  ChildProcess child(
+      {crew_cli(), "bench", "synthetic", "--cpu-us", "3000", "--tasks", "100", "--max-workers", "1",
+       "--engines", "thread", "--repeat", "4", "--warmup", "0", "--json"},
+      {.stderr_is_terminal = true, .env = {"COLUMNS=50"}});
+  const CommandResult r = child.wait(120s);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Each drawing is "\r" + the line + "\033[K"; the erase at the end is "\r\033[K".
+  std::size_t drawn = 0;
+  for (std::size_t at = r.err.find('\r'); at != std::string::npos; at = r.err.find('\r', at + 1)) {
+    const std::size_t end = r.err.find("\033[K", at);
+    if (end == std::string::npos) continue;
+    const std::string line = r.err.substr(at + 1, end - at - 1);
+    if (line.empty() || line.find('\n') != std::string::npos) continue;
+    ++drawn;
+    EXPECT_LT(line.size(), 50U) << "\"" << line << "\"";
+  }
+  EXPECT_GT(drawn, 0U) << "the run (8 × 0.3 s) outlasts the bar's 0.5 s delay: " << r.err;
+  EXPECT_NE(r.err.find("\r\033[K"), std::string::npos) << "erased at the end";
+}
+
 TEST_F(BenchCommandTest, BadUsageExitsTwoWithOneLine) {
   const std::vector<std::pair<std::vector<std::string>, std::string>> cases = {
       {{"gpu"}, "the job must be cpu, io or synthetic"},
@@ -215,6 +306,12 @@ TEST_F(BenchCommandTest, BadUsageExitsTwoWithOneLine) {
       {{"io", "--below", "1000"}, "--below is for the cpu job"},
       {{"cpu", "--urls", "5"}, "this is the cpu job"},
       {{"cpu", "--repeat", "0"}, "--repeat"},
+      {{"cpu", "--repeat", "3", "--min-runs", "5"}, "--repeat is an exact count"},
+      {{"cpu", "--min-runs", "9", "--max-runs", "4"}, "--min-runs 9 is above --max-runs 4"},
+      {{"cpu", "--target-rse", "0"}, "--target-rse takes a percentage"},
+      {{"cpu", "--target-rse", "2x"}, "--target-rse takes a percentage"},
+      {{"cpu", "--max-time", "forever"}, "--max-time takes a duration"},
+      {{"cpu", "--warmup", "-1"}, "--warmup"},
       {{"cpu", "--max-workers", "0"}, "--max-workers"},
       {{"cpu", "--json", "--csv"}, "pick one"},
       {{"cpu", "--plot", "out.jpg"}, "ending in .png"},
