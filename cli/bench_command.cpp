@@ -453,17 +453,17 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   }
   // What a sweep needs besides itself is checked before it starts, not after it ran.
   if (!plan.plot.empty() && !find_program("gnuplot")) {
-    fmt::print(stderr,
-               "crew bench: --plot needs gnuplot, which is not on PATH; install "
-               "gnuplot-nox (nothing was run)\n");
+    print_diagnostic(
+        "crew bench: --plot needs gnuplot, which is not on PATH; install gnuplot-nox (nothing "
+        "was run)\n");
     return 1;
   }
   if (plan.compare_python && !find_program(python_program())) {
-    fmt::print(stderr,
-               "crew bench: --compare-python needs {}, which is not {}; install python3 or set "
-               "CREW_PYTHON (nothing was run)\n",
-               python_program(),
-               python_program().find('/') != std::string::npos ? "executable" : "on PATH");
+    print_diagnostic(fmt::format(
+        "crew bench: --compare-python needs {}, which is not {}; install python3 or set "
+        "CREW_PYTHON (nothing was run)\n",
+        python_program(),
+        python_program().find('/') != std::string::npos ? "executable" : "on PATH"));
     return 1;
   }
   const bool quiet = plan.json || plan.csv;
@@ -645,7 +645,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   // The warnings come before the verdict they qualify, on stderr with every other diagnostic.
   std::fflush(stdout);
   for (const std::string& warning : main_verdict.warnings) {
-    fmt::print(stderr, "crew bench: warning: {}\n", warning);
+    print_diagnostic(fmt::format("crew bench: warning: {}\n", warning));
   }
   if (!quiet) {
     fmt::print("\nverdict: {}\n", main_verdict.sentence);

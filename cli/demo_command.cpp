@@ -413,7 +413,7 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   std::fflush(stdout);
   const std::optional<Measured> measured = measure_again(below, worker_count, interrupt);
   if (!measured) {
-    fmt::print(stderr, "interrupted while repeating the runs\n");
+    print_diagnostic("interrupted while repeating the runs\n");
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }
   const sweep::Point& serial_point = measured->sweep.serial;
