@@ -109,7 +109,7 @@ std::string why_inconclusive(const Sweep& sweep, const Verdict& verdict, const P
         "the serial run of this CPU-only job got {:.2f} CPU per wall second (busy machine)",
         verdict.cpu_per_wall);
   }
-  if (chosen.efficiency_is_noise()) {
+  if (chosen.efficiency_beyond_noise()) {
     return fmt::format("{} measured {:.0f} % efficiency, which only noise gives",
                        point_prose(chosen), chosen.efficiency * 100);
   }
