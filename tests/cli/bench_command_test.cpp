@@ -3,22 +3,28 @@
 // of the table, JSON and CSV, the plot, the article's Python beside crew, Ctrl-C and bad input.
 // What the verdict says for given measurements is tested in tests/sweep_test.cpp (no timing here).
 // Each test runs the binary named by $CREW_CLI, whose process engine forks workers.
+#include <fmt/format.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <unistd.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <set>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
+#include "server/http_client.hpp"
 #include "support/leak_guard.hpp"
 #include "support/run_command.hpp"
 
@@ -198,13 +204,85 @@ TEST_F(BenchCommandTest, CtrlCPrintsThePointsMeasuredAndExits130) {
               StartsWith("From the points measured before the interruption: "));
 }
 
+// The pid of a child of `parent` (any of its threads' children) whose command line contains
+// `needle`, or -1.
+pid_t child_with(pid_t parent, std::string_view needle) {
+  std::error_code error;
+  for (const auto& task :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/task", parent), error)) {
+    std::ifstream children(task.path() / "children");
+    pid_t pid = -1;
+    while (children >> pid) {
+      std::ifstream cmdline_file(fmt::format("/proc/{}/cmdline", pid));
+      std::string cmdline((std::istreambuf_iterator<char>(cmdline_file)), {});
+      std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+      if (cmdline.find(needle) != std::string::npos) return pid;
+    }
+  }
+  return -1;
+}
+
+// The IPv4 TCP port that `pid` listens on, from its socket descriptors and /proc/PID/net/tcp; 0
+// when none (yet).
+std::uint16_t listening_port(pid_t pid) {
+  std::set<std::string> inodes;
+  std::error_code error;
+  for (const auto& fd :
+       std::filesystem::directory_iterator(fmt::format("/proc/{}/fd", pid), error)) {
+    const std::string target = std::filesystem::read_symlink(fd.path(), error).string();
+    if (target.starts_with("socket:[")) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  std::ifstream tcp(fmt::format("/proc/{}/net/tcp", pid));
+  std::string line;
+  std::getline(tcp, line);  // the header
+  while (std::getline(tcp, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeouts, inode;
+    fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+        timeouts >> inode;
+    if (state == "0A" && inodes.contains(inode)) {
+      return static_cast<std::uint16_t>(std::stoul(local.substr(local.find(':') + 1), nullptr, 16));
+    }
+  }
+  return 0;
+}
+
+// How many counted requests the crew serve child of `parent` (found by `needle` in its command
+// line) has served, from its /stats; 0 while it is not there or not listening yet.
+std::uint64_t requests_served_by_child(pid_t parent, std::string_view needle) {
+  const pid_t server = child_with(parent, needle);
+  if (server < 0) return 0;
+  const std::uint16_t port = listening_port(server);
+  if (port == 0) return 0;
+  try {
+    server_test::Client client(port);
+    client.set_read_timeout(5s);
+    client.get("/stats");
+    const server_test::Response response = client.read_response();
+    if (response.status != 200) return 0;
+    return nlohmann::json::parse(response.body).value("requests", std::uint64_t{0});
+  } catch (const std::exception&) {
+    return 0;  // it went away or is not accepting yet
+  }
+}
+
 TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
   // The whole process group gets the SIGINT, as from a terminal; the server child has a group of
   // its own, so crew bench stops it after the interrupted run.
   ChildProcess child({crew_cli(), "bench", "io", "--urls", "20", "--latency", "30ms",
                       "--max-workers", "4", "--repeat", "5", "--warmup", "0", "--body", "1234"},
                      {.own_process_group = true});
-  std::this_thread::sleep_for(1500ms);
+  // Interrupted once the serial point's first run is done, so there is a point to report: the
+  // server counts a request when it arrives, and the serial loop sends the 21st only after the
+  // first run's 20 answers. A fixed sleep raced a loaded machine, where the server had not even
+  // started.
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  std::uint64_t served = 0;
+  while (served < 21 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+    served = requests_served_by_child(child.pid(), "--body 1234");
+  }
+  ASSERT_GE(served, 21U) << "the crew serve child never served the first run";
   ASSERT_EQ(::kill(-child.pid(), SIGINT), 0);
   const CommandResult r = child.wait(60s);
   EXPECT_FALSE(r.timed_out);
