@@ -13,6 +13,7 @@
 
 #include "crew/latency_server.hpp"
 #include "server/http_client.hpp"
+#include "support/fetch_support.hpp"
 #include "support/leak_guard.hpp"
 
 namespace crew {
@@ -24,12 +25,7 @@ using namespace std::chrono_literals;
 using server_test::Client;
 using server_test::expected_body;
 using server_test::Response;
-
-std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options = {}) {
-  auto server = std::make_unique<LatencyServer>(std::move(options));
-  server->start();
-  return server;
-}
+using testing::start_server;
 
 // "GET <target> HTTP/1.1" with Host and `fields`, padded with a Cookie field so that the whole
 // head is exactly `head_bytes` long.

@@ -27,6 +27,7 @@
 
 #include "crew/latency_server.hpp"
 #include "server/http_client.hpp"
+#include "support/fetch_support.hpp"
 #include "support/leak_guard.hpp"
 
 namespace crew {
@@ -38,6 +39,7 @@ using Clock = std::chrono::steady_clock;
 using server_test::Client;
 using server_test::expected_body;
 using server_test::Response;
+using testing::start_server;
 
 nlohmann::json get_stats(std::uint16_t port) {
   Client client(port);
@@ -56,12 +58,6 @@ void wait_for_in_flight(const LatencyServer& server, std::uint64_t expected) {
     ASSERT_LT(Clock::now(), deadline) << "in flight: " << server.stats().in_flight;
     std::this_thread::sleep_for(1ms);
   }
-}
-
-std::unique_ptr<LatencyServer> start_server(LatencyServerOptions options = {}) {
-  auto server = std::make_unique<LatencyServer>(std::move(options));
-  server->start();
-  return server;
 }
 
 TEST(LatencyServerTest, BodyIsLinesOfTheirOffset) {
