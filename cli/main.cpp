@@ -128,6 +128,17 @@ int run(int argc, char** argv) {
     break;
   }
 
+  // CLI11 reads "--name=" as "--name" and would take the next argument as the value.
+  if (const std::string problem = crew::cli::empty_value_after_equals(
+          std::vector<std::string_view>(g_arguments.begin() + 1, g_arguments.end()));
+      !problem.empty()) {
+    const CLI::App* command = nullptr;
+    for (CLI::App* candidate : {primes, fetch, bench, demo, serve}) {
+      if (argc > 1 && candidate->get_name() == std::string_view(argv[1])) command = candidate;
+    }
+    return usage_error(problem, command == nullptr ? "crew" : "crew " + command->get_name());
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {

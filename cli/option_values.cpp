@@ -102,6 +102,18 @@ std::string printable_message(std::string_view message,
   return text;
 }
 
+std::string empty_value_after_equals(const std::vector<std::string_view>& arguments) {
+  for (const std::string_view argument : arguments) {
+    if (argument == "--") break;
+    if (argument.size() > 3 && argument.starts_with("--") &&
+        argument.find('=') == argument.size() - 1) {
+      return fmt::format("{}: an empty value is not allowed",
+                         argument.substr(0, argument.size() - 1));
+    }
+  }
+  return {};
+}
+
 void refuse_empty_values(CLI::App& command) {
   for (CLI::Option* option : command.get_options()) {
     if (option->get_type_size() == 0) continue;  // a flag: it takes no value

@@ -157,6 +157,22 @@ TEST_P(EmptyValueTest, IsRefusedAfterAnEqualsSign) {
   EXPECT_THAT(usage_line(args), HasSubstr(option));
 }
 
+// CLI11 reads "--name=" as "--name" and takes the next argument as the value: "--below= 100"
+// would run with 100, and "--urls-file= --json" would read a file named "--json".
+TEST_F(OptionValuesTest, EqualsSignWithNothingAfterItNeverTakesTheNextArgument) {
+  EXPECT_THAT(usage_line({"primes", "--below=", "100"}),
+              HasSubstr("--below: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"primes", "--below", "100", "--engine=", "thread"}),
+              HasSubstr("--engine: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"fetch", "--urls-file=", "--json"}),
+              HasSubstr("--urls-file: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"fetch", "--local", "1", "--max-filesize=", "--json"}),
+              HasSubstr("--max-filesize: an empty value is not allowed"));
+  // After "--" every word is a positional, and "a=" or "--a=b" is a value like any other.
+  const CommandResult r = run_crew({"primes", "--below", "100", "--", "--x="});
+  EXPECT_THAT(r.err, Not(HasSubstr("an empty value")));
+}
+
 // Quick bases: 100 numbers; a local server of 1 URL at no latency; a synthetic sweep of 4 tasks
 // on one worker.
 const std::vector<std::string> kPrimes = {"primes", "--below", "100"};
