@@ -43,6 +43,28 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
+// Each header line of each response: a Location's host, when loopback, joins the exceptions
+// before curl follows it to a new connection.
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const std::size_t n = size * count;
+  constexpr std::string_view kLocation = "location:";
+  std::string_view line(data, n);
+  if (line.size() > kLocation.size() &&
+      std::equal(kLocation.begin(), kLocation.end(), line.begin(),
+                 [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+    line.remove_prefix(kLocation.size());
+    const auto first = line.find_first_not_of(" \t");
+    const auto last = line.find_last_not_of(" \t\r\n");
+    if (first != std::string_view::npos && last != std::string_view::npos && last >= first) {
+      char* base = nullptr;
+      curl_easy_getinfo(transfer->easy, CURLINFO_EFFECTIVE_URL, &base);
+      allow_loopback_host(std::string(line.substr(first, last - first + 1)), *transfer, base);
+    }
+  }
+  return n;
+}
+
 bool is_transient(CURLcode code, long status) {
   switch (code) {
     case CURLE_OK:
@@ -142,24 +164,41 @@ bool is_loopback_host(std::string_view host) {
   return name == "localhost" || name.ends_with(".localhost");
 }
 
+void allow_loopback_host(const std::string& url, Transfer& transfer, const char* base) {
+  if (transfer.url_no_proxy == "*") return;
+  CURLU* parsed = curl_url();
+  char* host = nullptr;
+  // A relative Location resolves against the URL that sent it.
+  if (parsed != nullptr &&
+      (base == nullptr || curl_url_set(parsed, CURLUPART_URL, base, 0) == CURLUE_OK) &&
+      curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr &&
+      is_loopback_host(host)) {
+    std::string_view name(host);
+    if (name.starts_with('[')) name = name.substr(1, name.size() - 2);
+    bool named = false;
+    for (std::size_t start = 0; start <= transfer.url_no_proxy.size() && !named;) {
+      const std::size_t comma =
+          std::min(transfer.url_no_proxy.find(',', start), transfer.url_no_proxy.size());
+      named = std::string_view(transfer.url_no_proxy).substr(start, comma - start) == name;
+      start = comma + 1;
+    }
+    if (!named) {
+      transfer.url_no_proxy += ',';
+      transfer.url_no_proxy += name;
+      curl_easy_setopt(transfer.easy, CURLOPT_NOPROXY, transfer.url_no_proxy.c_str());
+    }
+  }
+  curl_free(host);
+  curl_url_cleanup(parsed);
+}
+
 void prepare(CURL* easy, const std::string& url, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
-  std::string no_proxy = transfer.no_proxy;
-  if (no_proxy != "*") {
-    CURLU* parsed = curl_url();
-    char* host = nullptr;
-    if (parsed != nullptr && curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
-        curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr &&
-        is_loopback_host(host)) {
-      std::string_view name(host);
-      if (name.starts_with('[')) name = name.substr(1, name.size() - 2);
-      no_proxy += ',';
-      no_proxy += name;
-    }
-    curl_free(host);
-    curl_url_cleanup(parsed);
-  }
-  curl_easy_setopt(easy, CURLOPT_NOPROXY, no_proxy.c_str());
+  transfer.easy = easy;
+  transfer.url_no_proxy = transfer.no_proxy;
+  curl_easy_setopt(easy, CURLOPT_NOPROXY, transfer.url_no_proxy.c_str());
+  allow_loopback_host(url, transfer);
 }
 
 AttemptOutcome read_outcome(CURL* easy, CURLcode code, const Transfer& transfer,
@@ -192,6 +231,9 @@ void configure(CURL* easy, const FetchOptions& options, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
+  transfer.easy = easy;
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error_buffer.data());
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(options.connect_timeout.count()));

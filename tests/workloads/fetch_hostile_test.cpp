@@ -91,6 +91,34 @@ TEST_P(FetchHostileTest, LoopbackNeverGoesThroughAProxy) {
   EXPECT_EQ(proxy.request_lines(), std::vector<std::string>{}) << "a loopback URL used the proxy";
 }
 
+// A redirect to a loopback spelling that the first URL did not use went through the proxy: the
+// exceptions named only the first URL's host, and curl 7.88 matches ::ffff:127.x.x.x only by its
+// exact spelling, on every hop.
+TEST_P(FetchHostileTest, ARedirectToLoopbackNeverGoesThroughAProxy) {
+  HostilePeer proxy("127.0.0.1");
+  const ScopedEnv env("http_proxy", proxy.url(""));
+  HostilePeer direct("127.0.0.1");
+  HostilePeer other("127.0.0.2");
+  const std::string port = std::to_string(direct.port());
+  const std::string mapped = "http://[::ffff:127.0.0.1]:" + port + "/mapped";
+  const std::string mapped_other =
+      "http://[::ffff:127.0.0.2]:" + std::to_string(other.port()) + "/mapped-other";
+  std::vector<std::string> urls = {
+      direct.url("/redirect-to?" + mapped),
+      other.url("/redirect-to?" + direct.url("/redirect-to?" + mapped_other)),
+      direct.url("/redirect-to?//[::ffff:7f00:1]:" + port + "/scheme-relative"),
+  };
+  const FetchRun run = fetch(urls, {});
+  ASSERT_EQ(run.results.size(), urls.size());
+  for (const FetchResult& result : run.results) {
+    EXPECT_TRUE(result.ok()) << result.url << ": " << result.error;
+    EXPECT_GE(result.redirects, 1) << result.url;
+    EXPECT_TRUE(contains(result.body, "peer 127.0.0.")) << result.url << ": " << result.body;
+  }
+  EXPECT_EQ(run.results[1].body, "peer 127.0.0.2");
+  EXPECT_EQ(proxy.request_lines(), std::vector<std::string>{}) << "a redirect used the proxy";
+}
+
 // The proxy from the environment is still used for other hosts (so the fix did not just turn
 // proxies off). The proxy is a loopback peer: nothing leaves the machine, no name is resolved.
 TEST_P(FetchHostileTest, OtherHostsStillGoThroughTheProxy) {
