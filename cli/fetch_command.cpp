@@ -86,6 +86,14 @@ bool read_bounded_line(std::istream& in, std::string& line, std::string_view sou
     }
     if (c == '\n') return true;
     if (line.size() == kMaxUrlLineBytes) {
+      // A CR that ends the line (a file saved on Windows) is its end, not one byte more of it.
+      if (c == '\r') {
+        const int next = buffer.sgetc();
+        if (next == '\n' || next == std::char_traits<char>::eof()) {
+          line.push_back('\r');
+          continue;
+        }
+      }
       throw UsageError(
           fmt::format("{} line {} is longer than {} bytes: a URL file holds one URL a "
                       "line",
