@@ -3,11 +3,15 @@
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -65,6 +69,31 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
   return n;
 }
 
+// curl's own socket(), keeping its errno for the message.
+curl_socket_t on_open_socket(void* user, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const int fd = ::socket(address->family, address->socktype, address->protocol);
+  if (fd < 0) {
+    transfer->socket_errno = errno;
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
+}
+
+// "Too many open files (RLIMIT_NOFILE soft limit 30)": EMFILE names the limit that was hit.
+std::string describe_socket_errno(int error) {
+  std::string text = std::strerror(error);
+  if (error == EMFILE) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      text += fmt::format(" (RLIMIT_NOFILE soft limit {})", limit.rlim_cur);
+    }
+  } else if (error == ENFILE) {
+    text += " (the system-wide limit, fs.file-max)";
+  }
+  return text;
+}
+
 bool is_transient(CURLcode code, long status) {
   switch (code) {
     case CURLE_OK:
@@ -105,6 +134,9 @@ std::string describe_failure(CURL* easy, CURLcode code, long status, long raw_st
     return {};
   }
   if (code == CURLE_ABORTED_BY_CALLBACK) return std::string(kNotFetchedStopped);
+  if (code == CURLE_COULDNT_CONNECT && transfer.socket_errno != 0) {
+    return fmt::format("cannot open a socket: {}", describe_socket_errno(transfer.socket_errno));
+  }
   if (code == CURLE_FILESIZE_EXCEEDED) {
     curl_off_t announced = -1;
     curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
@@ -231,6 +263,8 @@ void configure(CURL* easy, const FetchOptions& options, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &transfer);
   curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
   transfer.easy = easy;

@@ -29,7 +29,10 @@ struct Transfer {
   // CURLOPT_MAXFILESIZE_LARGE (7.88) acts only on a Content-Length, never on a chunked body.
   std::uint64_t max_filesize = 0;
   bool too_large = false;  // the body passed max_filesize: the write callback ended the transfer
-  std::string no_proxy;    // no_proxy_list(), read once by configure
+  // errno of a socket() that failed (EMFILE at the open-file limit): curl itself reports only
+  // "Failed to connect to HOST port P", which blames the server.
+  int socket_errno = 0;
+  std::string no_proxy;  // no_proxy_list(), read once by configure
   // The exceptions set on the handle for the URL in hand (prepare), grown by each redirect to a
   // loopback host that they do not name yet (see allow_redirect_target).
   std::string url_no_proxy;
@@ -40,6 +43,7 @@ struct Transfer {
     bytes = 0;
     body.clear();
     too_large = false;
+    socket_errno = 0;
     error_buffer[0] = '\0';
   }
 };

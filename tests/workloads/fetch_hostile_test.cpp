@@ -4,10 +4,15 @@
 // hosts), an endless or announced-huge body against max_filesize, a trickling body against the
 // low-speed abort, "100 Continue" then silence, and a 302 with an empty Location. Every peer is a
 // loopback server the test starts and stops; no request leaves this machine.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -247,6 +252,32 @@ TEST_P(FetchHostileTest, ARedirectWithNowhereToGoFails) {
     EXPECT_TRUE(contains(result.error, "HTTP 302 redirect with no Location")) << result.error;
     EXPECT_EQ(result.attempts, 1) << result.url;
   }
+}
+
+// With no descriptor left for a socket, curl says "Couldn't connect to server: Failed to connect to
+// 127.0.0.1 port P after 0 ms": the server is blamed for this process's open-file limit.
+TEST(FetchDescriptorsTest, NoDescriptorForASocketIsNamedAsSuch) {
+  HostilePeer peer("127.0.0.1");
+  Fetcher fetcher;  // its handles (and their wake-up sockets) exist before the descriptors run out
+  // The soft limit just above the highest descriptor open now, then every free one below it taken.
+  int highest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  }
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, static_cast<rlim_t>(highest) + 16);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> held;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) held.push_back(fd);
+  const FetchResult result = fetcher.fetch(peer.url("/ok"));
+  for (const int fd : held) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_FALSE(result.ok());
+  EXPECT_TRUE(contains(result.error, "Too many open files")) << result.error;
+  EXPECT_TRUE(contains(result.error, "RLIMIT_NOFILE")) << result.error;
+  EXPECT_FALSE(contains(result.error, "Failed to connect")) << result.error;
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FetchHostileTest,
