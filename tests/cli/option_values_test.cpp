@@ -86,6 +86,18 @@ TEST_F(OptionValuesTest, ThousandsOfUnexpectedArgumentsMakeOneBoundedLine) {
   EXPECT_THAT(err, HasSubstr("byte message)"));
 }
 
+// As many long arguments as a command line holds (1.7 MB): each is shortened where echoed, and
+// the work is one pass over the message (it was one pass per argument: seconds of CPU, growing
+// with the square of the command line, to print one usage line).
+TEST_F(OptionValuesTest, ThousandsOfLongUnexpectedArgumentsMakeOneBoundedLine) {
+  std::vector<std::string> args = {"primes"};
+  for (int i = 0; i < 24'000; ++i) args.push_back(std::string(65, 'x') + std::to_string(i));
+  const std::string err = usage_line(args);
+  // CLI11 lists the last one first: "xxx…23999", 70 bytes.
+  EXPECT_THAT(err, HasSubstr("not expected: " + std::string(60, 'x') + "… (70 bytes) x"));
+  EXPECT_THAT(err, HasSubstr("byte message)"));
+}
+
 TEST_F(OptionValuesTest, ControlBytesAreEscaped) {
   EXPECT_THAT(usage_line({"primes", "--below", "1\x1b[31mred"}), HasSubstr("\"1\\x1b[31mred\""));
   EXPECT_THAT(usage_line({"primes", "--bogus=\x1b]0;title\x07"}),
