@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
 #include <cstring>
@@ -48,15 +49,28 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
 }
 
 // Each header line of each response: a Location's host, when loopback, joins the exceptions
-// before curl follows it to a new connection.
+// before curl follows it to a new connection; a Content-Length is kept for the message.
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
   auto* transfer = static_cast<Transfer*>(user);
   const std::size_t n = size * count;
   constexpr std::string_view kLocation = "location:";
+  constexpr std::string_view kContentLength = "content-length:";
   std::string_view line(data, n);
-  if (line.size() > kLocation.size() &&
-      std::equal(kLocation.begin(), kLocation.end(), line.begin(),
-                 [](char a, char b) { return a == std::tolower(static_cast<unsigned char>(b)); })) {
+  const auto starts_with = [&line](std::string_view name) {
+    return line.size() > name.size() &&
+           std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+             return a == std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  if (line.starts_with("HTTP/")) {
+    transfer->announced_length = -1;  // a new response (after a 1xx or a redirect)
+  } else if (starts_with(kContentLength)) {
+    line.remove_prefix(kContentLength.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    std::int64_t length = 0;
+    const auto [end, error] = std::from_chars(line.data(), line.data() + line.size(), length);
+    if (error == std::errc() && end != line.data()) transfer->announced_length = length;
+  } else if (starts_with(kLocation)) {
     line.remove_prefix(kLocation.size());
     const auto first = line.find_first_not_of(" \t");
     const auto last = line.find_last_not_of(" \t\r\n");
@@ -138,8 +152,8 @@ std::string describe_failure(CURL* easy, CURLcode code, long status, long raw_st
     return fmt::format("cannot open a socket: {}", describe_socket_errno(transfer.socket_errno));
   }
   if (code == CURLE_FILESIZE_EXCEEDED) {
-    curl_off_t announced = -1;
-    curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+    curl_off_t announced = transfer.announced_length;
+    if (announced < 0) curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
     return fmt::format(
         "too large: the response announced {} bytes, over the maximum file size "
         "of {} bytes",

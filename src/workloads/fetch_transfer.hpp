@@ -32,6 +32,9 @@ struct Transfer {
   // errno of a socket() that failed (EMFILE at the open-file limit): curl itself reports only
   // "Failed to connect to HOST port P", which blames the server.
   int socket_errno = 0;
+  // The Content-Length of the response being read (-1: none), from the header callback: curl's
+  // CURLINFO_CONTENT_LENGTH_DOWNLOAD_T is still -1 when it refuses a head over max_filesize.
+  std::int64_t announced_length = -1;
   std::string no_proxy;  // no_proxy_list(), read once by configure
   // The exceptions set on the handle for the URL in hand (prepare), grown by each redirect to a
   // loopback host that they do not name yet (see allow_redirect_target).
@@ -44,6 +47,7 @@ struct Transfer {
     body.clear();
     too_large = false;
     socket_errno = 0;
+    announced_length = -1;
     error_buffer[0] = '\0';
   }
 };

@@ -199,6 +199,9 @@ TEST_P(FetchHostileTest, MaxFilesizeEndsAnEndlessOrHugeBody) {
     EXPECT_LE(result.bytes, 1U << 20) << result.url;
   }
   EXPECT_TRUE(run.results[2].ok()) << run.results[2].error;
+  // The announced length is the one the response gave (curl's getinfo says -1 once it refused the
+  // head, and the message said "announced -1 bytes").
+  EXPECT_TRUE(contains(run.results[1].error, "announced 5368709120 bytes")) << run.results[1].error;
 }
 
 TEST_P(FetchHostileTest, LowSpeedAbortEndsATricklingBody) {
