@@ -36,9 +36,14 @@ using crew::testing::wait_until_other_threads_sleep;
 // process.
 class ScopedEnv {
  public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+  // Sets `name` to `value`, or unsets it when `value` is nullopt.
+  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
     if (const char* old = ::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
+    if (value) {
+      ::setenv(name, value->c_str(), 1);
+    } else {
+      ::unsetenv(name);
+    }
   }
   ~ScopedEnv() {
     if (old_) {
@@ -129,6 +134,9 @@ TEST_P(FetchHostileTest, ARedirectToLoopbackNeverGoesThroughAProxy) {
 TEST_P(FetchHostileTest, OtherHostsStillGoThroughTheProxy) {
   HostilePeer proxy("127.0.0.1");
   const ScopedEnv env("http_proxy", proxy.url(""));
+  // Whatever the machine running the tests says (NO_PROXY=* would send the URL direct).
+  const ScopedEnv no_proxy("no_proxy", std::nullopt);
+  const ScopedEnv no_proxy_upper("NO_PROXY", std::nullopt);
   const FetchRun run = fetch({"http://crew-test.invalid/x"}, {});
   ASSERT_EQ(run.results.size(), 1U);
   EXPECT_TRUE(run.results[0].ok()) << run.results[0].error;
