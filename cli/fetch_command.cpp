@@ -189,8 +189,7 @@ void print_json(const FetchJob& job, const FetchOutcome& outcome, std::uint16_t 
   if (outcome.run.process_stats) {
     document["process_stats"] = process_stats_to_json(*outcome.run.process_stats);
   }
-  std::fputs(json_line(document).c_str(), stdout);
-  std::fflush(stdout);
+  write_stdout(json_line(document));
 }
 
 // The table: one row per URL (or per failed URL with --failures-only), then the summary lines.
@@ -217,8 +216,7 @@ void print_text(const FetchJob& job, const FetchOutcome& outcome, bool failures_
                        outcome.run.event_loop.peak_in_flight);
   }
   out += format_timing(outcome.timing);
-  std::fputs(out.c_str(), stdout);
-  std::fflush(stdout);
+  write_stdout(out);
 }
 
 FetchEngine parse_engine(std::string_view text) {

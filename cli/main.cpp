@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <crew/version.hpp>
 
+#include <cerrno>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -142,7 +143,13 @@ int run(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
-    return app.exit(success);  // --help, --version: printed on stdout, exit 0
+    // --help, --version: printed on stdout through std::cout, exit 0. A failed write there
+    // leaves its errno for close_stdout's message (nothing else here sets errno).
+    errno = 0;
+    const int code = app.exit(success);
+    if (crew::cli::stdout_failed()) crew::cli::note_stdout_error(errno);
+    crew::cli::flush_stdout();
+    return code;
   } catch (const CLI::ParseError& error) {
     const char* help = primes->parsed() != 0  ? "crew primes"
                        : fetch->parsed() != 0 ? "crew fetch"
