@@ -30,7 +30,7 @@ using workloads::FetchOptions;
 using workloads::FetchResult;
 
 // The most URLs --local serves: far beyond any demo, small enough that results fit in memory.
-constexpr std::int64_t kMaxLocalUrls = 1'000'000;
+constexpr auto kMaxLocalUrls = static_cast<std::int64_t>(kMaxUrls);
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 constexpr int kMaxRetries = 10;
 constexpr int kMaxRedirects = 50;
@@ -117,6 +117,11 @@ void read_urls(std::istream& in, std::string_view source, std::vector<std::strin
     if (url.empty() || url.starts_with('#')) continue;
     if (const std::string problem = workloads::check_fetch_url(url); !problem.empty()) {
       throw UsageError(fmt::format("{} line {}: {}", source, number, problem));
+    }
+    if (urls.size() == kMaxUrls) {
+      throw UsageError(fmt::format("{} line {}: more than {} URLs in one run; split the list",
+                                   source, number,
+                                   group_digits(static_cast<std::int64_t>(kMaxUrls))));
     }
     urls.push_back(std::move(url));
   }

@@ -181,6 +181,20 @@ TEST_F(FetchCommandHostileTest, ALineExactlyAtTheBoundIsReadWithEitherLineEnd) {
   EXPECT_THAT(r.err, HasSubstr("line 1 is longer than 65,536 bytes"));
 }
 
+// Short lines were unbounded in number: 3 GB of "http://127.0.0.1:P/x" on stdin took 23 GB and
+// the OOM killer ended it. One run takes at most 1,000,000 URLs (as --local); one more is a usage
+// error, found while reading.
+TEST_F(FetchCommandHostileTest, MoreUrlsThanOneRunTakesIsAUsageError) {
+  std::string text;
+  for (int i = 0; i < 1'000'001; ++i) text += "http://127.0.0.1:9/\n";
+  const ScratchFile file(text);
+  const CommandResult r =
+      run_crew({"fetch", "--connect-timeout", "1ms", "--urls-file", file.path()});
+  EXPECT_EQ(r.exit_code, 2) << r.err.substr(0, 300);
+  EXPECT_THAT(r.err, HasSubstr("line 1000001: more than 1,000,000 URLs in one run"));
+  EXPECT_TRUE(r.out.empty()) << r.out.substr(0, 300);
+}
+
 // Issue 11 item 8: after Ctrl-C the summary's rate counted URLs never fetched. 3 URLs are answered
 // at once and 2 stall; the rate must be the 3 done over the wall time, not all 5.
 TEST_F(FetchCommandHostileTest, AfterCtrlCTheRateCountsOnlyUrlsFetched) {
