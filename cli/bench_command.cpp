@@ -471,7 +471,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
     fmt::print("crew bench {}: {}; {} cores; {} (at most {})\n\n", job_name(plan.job),
                describe(plan, plan.cpu_us.empty() ? 0 : plan.cpu_us.front()), plan.cores,
                runs_text(plan.policy), seconds_text(estimate));
-    std::fflush(stdout);
+    flush_stdout();
   }
 
   const std::stop_token stop = interrupt.stop_token();
@@ -577,7 +577,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
 
   if (plan.json) {
     if (plan.job != Job::kSynthetic) {
-      std::fputs((sweep::to_json(main_sweep, main_verdict) + "\n").c_str(), stdout);
+      write_stdout(sweep::to_json(main_sweep, main_verdict) + "\n");
     } else {
       nlohmann::ordered_json document = {{"job", "synthetic"},
                                          {"tasks", plan.tasks},
@@ -594,7 +594,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
             {{"engine", b.engine},
              {"cpu_us", b.cpu_us ? nlohmann::ordered_json(*b.cpu_us) : nullptr}});
       }
-      std::fputs(json_line(document).c_str(), stdout);
+      write_stdout(json_line(document));
     }
   } else if (plan.csv) {
     for (std::size_t i = 0; i < results.size(); ++i) {
@@ -635,7 +635,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
       }
     }
   }
-  std::fflush(stdout);
+  flush_stdout();
 
   std::string plot_error;
   if (!plan.plot.empty()) {
@@ -649,7 +649,7 @@ int run_bench_command(const BenchArgs& args, const InterruptWatcher& interrupt) 
   }
   if (!quiet) {
     fmt::print("\nverdict: {}\n", main_verdict.sentence);
-    std::fflush(stdout);
+    flush_stdout();
   } else if (plan.csv) {
     print_diagnostic("verdict: {}\n", main_verdict.sentence);
   }

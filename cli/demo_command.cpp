@@ -198,13 +198,13 @@ struct EngineRun {
 
 EngineRun run_engine(PrimesJob job, std::string_view header, const InterruptWatcher& interrupt) {
   fmt::print("== {} ==\n", header);
-  std::fflush(stdout);
+  flush_stdout();
   ProgressBar progress(ProgressBar::stderr_is_terminal(), "numbers");
   PrimesResult result = run_primes(job, interrupt.stop_token(), progress);
   if (!result.interrupted) {
     fmt::print("sum of primes below {} = {}\n{}\n{}", group_digits(job.below),
                group_digits(result.sum), describe_job(job), format_timing(result.timing));
-    std::fflush(stdout);
+    flush_stdout();
   }
   return {std::move(job), result};
 }
@@ -230,7 +230,7 @@ struct FetchEngineRun {
 FetchEngineRun run_fetch_engine(FetchJob job, std::string_view header,
                                 const InterruptWatcher& interrupt) {
   fmt::print("== {} ==\n", header);
-  std::fflush(stdout);
+  flush_stdout();
   ProgressBar progress(ProgressBar::stderr_is_terminal(), "URLs");
   FetchOutcome outcome = run_fetch(job, interrupt.stop_token(), progress);
   if (!outcome.interrupted) {
@@ -239,7 +239,7 @@ FetchEngineRun run_fetch_engine(FetchJob job, std::string_view header,
     for (const workloads::FetchResult& result : outcome.run.results) {
       if (!result.ok()) fmt::print("  failed: {}: {}\n", result.url, result.error);
     }
-    std::fflush(stdout);
+    flush_stdout();
   }
   return {std::move(job), std::move(outcome)};
 }
@@ -282,7 +282,7 @@ int run_io_demo(const InterruptWatcher& interrupt) {
   }
   fmt::print("\n");
   if (serial.outcome.failed != 0 || thread.outcome.failed != 0) {
-    std::fflush(stdout);
+    flush_stdout();
     print_diagnostic("crew demo: {} URLs failed (serial {}, thread {})\n",
                      serial.outcome.failed + thread.outcome.failed, serial.outcome.failed,
                      thread.outcome.failed);
@@ -307,7 +307,7 @@ int run_io_demo(const InterruptWatcher& interrupt) {
       kIoUrls, format_duration(kIoLatency), format_duration(kIoLatency * kIoUrls), kIoWorkers,
       rounds, format_duration(kIoLatency * rounds));
   fmt::print("{}", wrap(text));
-  std::fflush(stdout);
+  flush_stdout();
   return 0;
 }
 
@@ -397,7 +397,7 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   const std::int64_t process_sum = process.result.sum;
   const std::optional<std::int64_t> known = known_prime_sum(below);
   if (serial_sum != thread_sum || serial_sum != process_sum || (known && serial_sum != *known)) {
-    std::fflush(stdout);
+    flush_stdout();
     print_diagnostic("crew demo: WRONG ANSWER: serial {}, thread {}, process {}{}\n", serial_sum,
                      thread_sum, process_sum,
                      known ? fmt::format(", known {}", *known) : std::string());
@@ -439,7 +439,7 @@ int run_demo_command(const DemoArgs& args, const InterruptWatcher& interrupt) {
   }
   fmt::print("\n{}", why(worker_count, below, *measured));
   fmt::print("\n");
-  std::fflush(stdout);
+  flush_stdout();
   return run_io_demo(interrupt);
 }
 

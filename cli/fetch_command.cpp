@@ -30,7 +30,7 @@ using workloads::FetchOptions;
 using workloads::FetchResult;
 
 // The most URLs --local serves: far beyond any demo, small enough that results fit in memory.
-constexpr std::int64_t kMaxLocalUrls = 1'000'000;
+constexpr auto kMaxLocalUrls = static_cast<std::int64_t>(kMaxUrls);
 constexpr std::chrono::milliseconds kMaxTimeout = std::chrono::hours(1);
 constexpr int kMaxRetries = 10;
 constexpr int kMaxRedirects = 50;
@@ -86,6 +86,14 @@ bool read_bounded_line(std::istream& in, std::string& line, std::string_view sou
     }
     if (c == '\n') return true;
     if (line.size() == kMaxUrlLineBytes) {
+      // A CR that ends the line (a file saved on Windows) is its end, not one byte more of it.
+      if (c == '\r') {
+        const int next = buffer.sgetc();
+        if (next == '\n' || next == std::char_traits<char>::eof()) {
+          line.push_back('\r');
+          continue;
+        }
+      }
       throw UsageError(
           fmt::format("{} line {} is longer than {} bytes: a URL file holds one URL a "
                       "line",
@@ -109,6 +117,11 @@ void read_urls(std::istream& in, std::string_view source, std::vector<std::strin
     if (url.empty() || url.starts_with('#')) continue;
     if (const std::string problem = workloads::check_fetch_url(url); !problem.empty()) {
       throw UsageError(fmt::format("{} line {}: {}", source, number, problem));
+    }
+    if (urls.size() == kMaxUrls) {
+      throw UsageError(fmt::format("{} line {}: more than {} URLs in one run; split the list",
+                                   source, number,
+                                   group_digits(static_cast<std::int64_t>(kMaxUrls))));
     }
     urls.push_back(std::move(url));
   }
@@ -181,8 +194,7 @@ void print_json(const FetchJob& job, const FetchOutcome& outcome, std::uint16_t 
   if (outcome.run.process_stats) {
     document["process_stats"] = process_stats_to_json(*outcome.run.process_stats);
   }
-  std::fputs(json_line(document).c_str(), stdout);
-  std::fflush(stdout);
+  write_stdout(json_line(document));
 }
 
 // The table: one row per URL (or per failed URL with --failures-only), then the summary lines.
@@ -209,8 +221,7 @@ void print_text(const FetchJob& job, const FetchOutcome& outcome, bool failures_
                        outcome.run.event_loop.peak_in_flight);
   }
   out += format_timing(outcome.timing);
-  std::fputs(out.c_str(), stdout);
-  std::fflush(stdout);
+  write_stdout(out);
 }
 
 FetchEngine parse_engine(std::string_view text) {

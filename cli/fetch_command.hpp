@@ -89,9 +89,15 @@ struct FetchArgs {
 // Registers `crew fetch` on `app`, writing what it parses into `args` (which must outlive app).
 CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args);
 
-// The longest line a URL file may have (a URL, its blanks and a CR): far beyond any URL a server
-// accepts (8 KiB is common), and what bounds the memory of reading a file that has no newline.
+// The longest line a URL file may have (a URL and its blanks; its "\n" or "\r\n" not counted):
+// far beyond any URL a server accepts (8 KiB is common), and what bounds the memory of reading a
+// file that has no newline.
 inline constexpr std::size_t kMaxUrlLineBytes = 64 * 1024;
+
+// The most URLs one run fetches (--local's bound too): every URL keeps a result in memory, about
+// 250 bytes each, so an endless stdin (`yes URL | crew fetch`) is a usage error here, not a
+// machine out of memory.
+inline constexpr std::size_t kMaxUrls = 1'000'000;
 
 // Validates the arguments into a job, reading --urls-file or stdin. Throws: UsageError naming the
 // option (or the file and line of a bad URL, or of a line over kMaxUrlLineBytes).

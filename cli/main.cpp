@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <crew/version.hpp>
 
+#include <cerrno>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -128,10 +129,27 @@ int run(int argc, char** argv) {
     break;
   }
 
+  // CLI11 reads "--name=" as "--name" and would take the next argument as the value.
+  if (const std::string problem = crew::cli::empty_value_after_equals(
+          std::vector<std::string_view>(g_arguments.begin() + 1, g_arguments.end()));
+      !problem.empty()) {
+    const CLI::App* command = nullptr;
+    for (CLI::App* candidate : {primes, fetch, bench, demo, serve}) {
+      if (argc > 1 && candidate->get_name() == std::string_view(argv[1])) command = candidate;
+    }
+    return usage_error(problem, command == nullptr ? "crew" : "crew " + command->get_name());
+  }
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::Success& success) {
-    return app.exit(success);  // --help, --version: printed on stdout, exit 0
+    // --help, --version: printed on stdout through std::cout, exit 0. A failed write there
+    // leaves its errno for close_stdout's message (nothing else here sets errno).
+    errno = 0;
+    const int code = app.exit(success);
+    if (crew::cli::stdout_failed()) crew::cli::note_stdout_error(errno);
+    crew::cli::flush_stdout();
+    return code;
   } catch (const CLI::ParseError& error) {
     const char* help = primes->parsed() != 0  ? "crew primes"
                        : fetch->parsed() != 0 ? "crew fetch"

@@ -3,7 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <functional>
+#include <unordered_map>
 
 namespace crew::cli {
 namespace {
@@ -28,21 +28,6 @@ std::string group_thousands(std::size_t value) {
     digits.insert(static_cast<std::size_t>(i), 1, ',');
   }
   return digits;
-}
-
-void replace_all(std::string& text, std::string_view from, std::string_view to) {
-  // Boyer-Moore-Horspool: linear even for a 128 KiB argument made of one repeated byte.
-  const std::boyer_moore_horspool_searcher searcher(from.begin(), from.end());
-  std::string out;
-  auto rest = text.cbegin();
-  for (;;) {
-    const auto found = std::search(rest, text.cend(), searcher);
-    out.append(rest, found);
-    if (found == text.cend()) break;
-    out.append(to);
-    rest = found + static_cast<std::ptrdiff_t>(from.size());
-  }
-  text = std::move(out);
 }
 
 // fmt's "{:?}" escapes what a terminal would act on, but also quotes the text and escapes its
@@ -89,17 +74,61 @@ std::string printable_message(std::string_view message,
       start = comma + 1;
     }
   }
-  // Longest first: an argument that contains another is replaced whole.
-  std::sort(long_values.begin(), long_values.end(),
-            [](std::string_view a, std::string_view b) { return a.size() > b.size(); });
-  std::string text(message);
-  for (const std::string_view value : long_values) replace_all(text, value, shortened(value));
+  // One pass over the message, however many arguments there are (a command line holds up to
+  // 2 MiB of them, and CLI11 echoes every unexpected one): at each position, the long values that
+  // start with the same kMaxEchoedBytes + 1 bytes, longest first, so that an argument that
+  // contains another is replaced whole. It stops once the line is long enough to be cut.
+  constexpr std::size_t kKey = kMaxEchoedBytes + 1;
+  std::unordered_map<std::string_view, std::vector<std::string_view>> by_key;
+  for (const std::string_view value : long_values) by_key[value.substr(0, kKey)].push_back(value);
+  for (auto& [key, values] : by_key) {
+    std::sort(values.begin(), values.end(),
+              [](std::string_view a, std::string_view b) { return a.size() > b.size(); });
+  }
+  std::string text;
+  bool cut = false;
+  for (std::size_t i = 0; i < message.size();) {
+    if (text.size() > kMaxMessageBytes) {
+      cut = true;  // escaping never makes it shorter
+      break;
+    }
+    std::size_t matched = 0;
+    if (!by_key.empty() && message.size() - i >= kKey) {
+      if (const auto found = by_key.find(message.substr(i, kKey)); found != by_key.end()) {
+        for (const std::string_view value : found->second) {
+          if (message.substr(i).starts_with(value)) {
+            matched = value.size();
+            text += shortened(value);
+            break;
+          }
+        }
+      }
+    }
+    if (matched == 0) {
+      text += message[i];
+      matched = 1;
+    }
+    i += matched;
+  }
   text = escape_unprintable(text);
-  if (text.size() > kMaxMessageBytes) {
+  if (cut || text.size() > kMaxMessageBytes) {
+    // The size of what would have been printed, or of the message as given when it was cut early.
     text = fmt::format("{}… (a {} byte message)", prefix_at_boundary(text, kMaxMessageBytes - 40),
-                       group_thousands(text.size()));
+                       group_thousands(cut ? message.size() : text.size()));
   }
   return text;
+}
+
+std::string empty_value_after_equals(const std::vector<std::string_view>& arguments) {
+  for (const std::string_view argument : arguments) {
+    if (argument == "--") break;
+    if (argument.size() > 3 && argument.starts_with("--") &&
+        argument.find('=') == argument.size() - 1) {
+      return fmt::format("{}: an empty value is not allowed",
+                         argument.substr(0, argument.size() - 1));
+    }
+  }
+  return {};
 }
 
 void refuse_empty_values(CLI::App& command) {

@@ -28,6 +28,11 @@ inline constexpr std::size_t kMaxMessageBytes = 1024;
 [[nodiscard]] std::string printable_message(std::string_view message,
                                             const std::vector<std::string_view>& arguments);
 
+// The usage error for the first "--name=" in `arguments` (before a bare "--"): CLI11 would read it
+// as "--name" and take the next argument as its value. Empty when there is none.
+// Thread safety: safe.
+[[nodiscard]] std::string empty_value_after_equals(const std::vector<std::string_view>& arguments);
+
 // Makes every option and positional of `command` that takes a value refuse an empty one ("" or
 // --name=): CLI11 then reports "--workers: an empty value is not allowed …" as a usage error.
 // Without it an empty string would read as "not given" and select the default silently.

@@ -230,8 +230,7 @@ void print_json(const PrimesJob& job, const PrimesResult& result) {
       document["process_stats"] = process_stats_to_json(*result.process_stats);
     }
   }
-  std::fputs(json_line(document).c_str(), stdout);
-  std::fflush(stdout);
+  write_stdout(json_line(document));
 }
 
 // The interruption notice, without a newline. The process engine counts chunks (what it
@@ -279,7 +278,7 @@ void print_text(const PrimesJob& job, const PrimesResult& result) {
   fmt::print("sum of primes below {} = {}\n", group_digits(job.below), group_digits(result.sum));
   fmt::print("answer: {}\n", result.sum);
   fmt::print("{}{}", details, format_timing(result.timing));
-  std::fflush(stdout);
+  flush_stdout();
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -26,6 +27,29 @@ void print_diagnostic(std::string_view text) noexcept {
   std::fflush(stderr);
 }
 
+namespace {
+
+// The errno of the first failed write or flush of stdout that was seen (0: none).
+std::atomic<int> g_stdout_errno{0};
+
+}  // namespace
+
+void note_stdout_error(int error) noexcept {
+  int none = 0;
+  if (error != 0) g_stdout_errno.compare_exchange_strong(none, error);
+}
+
+void write_stdout(std::string_view text) noexcept {
+  errno = 0;
+  if (std::fwrite(text.data(), 1, text.size(), stdout) != text.size()) note_stdout_error(errno);
+  flush_stdout();
+}
+
+void flush_stdout() noexcept {
+  errno = 0;
+  if (std::fflush(stdout) != 0) note_stdout_error(errno);
+}
+
 bool stdout_failed() noexcept { return std::ferror(stdout) != 0; }
 
 int close_stdout(int exit_code, std::error_code known) noexcept {
@@ -38,6 +62,8 @@ int close_stdout(int exit_code, std::error_code known) noexcept {
     reason = std::strerror(flush_error);
   } else if (known) {
     reason = known.message();
+  } else if (const int noted = g_stdout_errno.load(); noted != 0) {
+    reason = std::strerror(noted);
   } else if (const int flags = ::fcntl(STDOUT_FILENO, F_GETFL);
              flags < 0 || (flags & O_ACCMODE) == O_RDONLY) {
     // stdout was closed (reserve_standard_descriptors put a read-only /dev/null there).

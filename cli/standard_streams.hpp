@@ -35,6 +35,17 @@ void print_diagnostic(fmt::format_string<Args...> format, Args&&... args) noexce
   }
 }
 
+// Writes `text` on stdout and flushes it. A failure sets stdout's error indicator, as any stdio
+// write does, and keeps the errno for close_stdout's message (a later flush no longer knows it:
+// glibc drops the buffer of a failed write). Never throws. Thread safety: safe.
+void write_stdout(std::string_view text) noexcept;
+
+// std::fflush(stdout), keeping the errno of a failure for close_stdout. Thread safety: safe.
+void flush_stdout() noexcept;
+
+// Keeps `error` (an errno) as the reason stdout failed, unless one is kept already.
+void note_stdout_error(int error) noexcept;
+
 // Whether an error from fmt::print or a stdio call was a failed write on stdout: stdout's error
 // indicator is set. Thread safety: safe.
 [[nodiscard]] bool stdout_failed() noexcept;

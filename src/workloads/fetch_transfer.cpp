@@ -3,11 +3,16 @@
 #include <arpa/inet.h>
 #include <fmt/core.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
+#include <charconv>
 #include <condition_variable>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
@@ -41,6 +46,66 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   transfer->bytes += n;
   if (transfer->keep_body) transfer->body.append(data, n);
   return n;
+}
+
+// Each header line of each response: a Location's host, when loopback, joins the exceptions
+// before curl follows it to a new connection; a Content-Length is kept for the message.
+std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const std::size_t n = size * count;
+  constexpr std::string_view kLocation = "location:";
+  constexpr std::string_view kContentLength = "content-length:";
+  std::string_view line(data, n);
+  const auto starts_with = [&line](std::string_view name) {
+    return line.size() > name.size() &&
+           std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+             return a == std::tolower(static_cast<unsigned char>(b));
+           });
+  };
+  if (line.starts_with("HTTP/")) {
+    transfer->announced_length = -1;  // a new response (after a 1xx or a redirect)
+  } else if (starts_with(kContentLength)) {
+    line.remove_prefix(kContentLength.size());
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    std::int64_t length = 0;
+    const auto [end, error] = std::from_chars(line.data(), line.data() + line.size(), length);
+    if (error == std::errc() && end != line.data()) transfer->announced_length = length;
+  } else if (starts_with(kLocation)) {
+    line.remove_prefix(kLocation.size());
+    const auto first = line.find_first_not_of(" \t");
+    const auto last = line.find_last_not_of(" \t\r\n");
+    if (first != std::string_view::npos && last != std::string_view::npos && last >= first) {
+      char* base = nullptr;
+      curl_easy_getinfo(transfer->easy, CURLINFO_EFFECTIVE_URL, &base);
+      allow_loopback_host(std::string(line.substr(first, last - first + 1)), *transfer, base);
+    }
+  }
+  return n;
+}
+
+// curl's own socket(), keeping its errno for the message.
+curl_socket_t on_open_socket(void* user, curlsocktype /*purpose*/, curl_sockaddr* address) {
+  auto* transfer = static_cast<Transfer*>(user);
+  const int fd = ::socket(address->family, address->socktype, address->protocol);
+  if (fd < 0) {
+    transfer->socket_errno = errno;
+    return CURL_SOCKET_BAD;
+  }
+  return fd;
+}
+
+// "Too many open files (RLIMIT_NOFILE soft limit 30)": EMFILE names the limit that was hit.
+std::string describe_socket_errno(int error) {
+  std::string text = std::strerror(error);
+  if (error == EMFILE) {
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      text += fmt::format(" (RLIMIT_NOFILE soft limit {})", limit.rlim_cur);
+    }
+  } else if (error == ENFILE) {
+    text += " (the system-wide limit, fs.file-max)";
+  }
+  return text;
 }
 
 bool is_transient(CURLcode code, long status) {
@@ -83,9 +148,12 @@ std::string describe_failure(CURL* easy, CURLcode code, long status, long raw_st
     return {};
   }
   if (code == CURLE_ABORTED_BY_CALLBACK) return std::string(kNotFetchedStopped);
+  if (code == CURLE_COULDNT_CONNECT && transfer.socket_errno != 0) {
+    return fmt::format("cannot open a socket: {}", describe_socket_errno(transfer.socket_errno));
+  }
   if (code == CURLE_FILESIZE_EXCEEDED) {
-    curl_off_t announced = -1;
-    curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
+    curl_off_t announced = transfer.announced_length;
+    if (announced < 0) curl_easy_getinfo(easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
     return fmt::format(
         "too large: the response announced {} bytes, over the maximum file size "
         "of {} bytes",
@@ -142,24 +210,41 @@ bool is_loopback_host(std::string_view host) {
   return name == "localhost" || name.ends_with(".localhost");
 }
 
+void allow_loopback_host(const std::string& url, Transfer& transfer, const char* base) {
+  if (transfer.url_no_proxy == "*") return;
+  CURLU* parsed = curl_url();
+  char* host = nullptr;
+  // A relative Location resolves against the URL that sent it.
+  if (parsed != nullptr &&
+      (base == nullptr || curl_url_set(parsed, CURLUPART_URL, base, 0) == CURLUE_OK) &&
+      curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+      curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr &&
+      is_loopback_host(host)) {
+    std::string_view name(host);
+    if (name.starts_with('[')) name = name.substr(1, name.size() - 2);
+    bool named = false;
+    for (std::size_t start = 0; start <= transfer.url_no_proxy.size() && !named;) {
+      const std::size_t comma =
+          std::min(transfer.url_no_proxy.find(',', start), transfer.url_no_proxy.size());
+      named = std::string_view(transfer.url_no_proxy).substr(start, comma - start) == name;
+      start = comma + 1;
+    }
+    if (!named) {
+      transfer.url_no_proxy += ',';
+      transfer.url_no_proxy += name;
+      curl_easy_setopt(transfer.easy, CURLOPT_NOPROXY, transfer.url_no_proxy.c_str());
+    }
+  }
+  curl_free(host);
+  curl_url_cleanup(parsed);
+}
+
 void prepare(CURL* easy, const std::string& url, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_URL, url.c_str());
-  std::string no_proxy = transfer.no_proxy;
-  if (no_proxy != "*") {
-    CURLU* parsed = curl_url();
-    char* host = nullptr;
-    if (parsed != nullptr && curl_url_set(parsed, CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
-        curl_url_get(parsed, CURLUPART_HOST, &host, 0) == CURLUE_OK && host != nullptr &&
-        is_loopback_host(host)) {
-      std::string_view name(host);
-      if (name.starts_with('[')) name = name.substr(1, name.size() - 2);
-      no_proxy += ',';
-      no_proxy += name;
-    }
-    curl_free(host);
-    curl_url_cleanup(parsed);
-  }
-  curl_easy_setopt(easy, CURLOPT_NOPROXY, no_proxy.c_str());
+  transfer.easy = easy;
+  transfer.url_no_proxy = transfer.no_proxy;
+  curl_easy_setopt(easy, CURLOPT_NOPROXY, transfer.url_no_proxy.c_str());
+  allow_loopback_host(url, transfer);
 }
 
 AttemptOutcome read_outcome(CURL* easy, CURLcode code, const Transfer& transfer,
@@ -192,6 +277,11 @@ void configure(CURL* easy, const FetchOptions& options, Transfer& transfer) {
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &on_body);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETFUNCTION, &on_open_socket);
+  curl_easy_setopt(easy, CURLOPT_OPENSOCKETDATA, &transfer);
+  curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &on_header);
+  curl_easy_setopt(easy, CURLOPT_HEADERDATA, &transfer);
+  transfer.easy = easy;
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer.error_buffer.data());
   curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS,
                    static_cast<long>(options.connect_timeout.count()));

@@ -29,13 +29,25 @@ struct Transfer {
   // CURLOPT_MAXFILESIZE_LARGE (7.88) acts only on a Content-Length, never on a chunked body.
   std::uint64_t max_filesize = 0;
   bool too_large = false;  // the body passed max_filesize: the write callback ended the transfer
-  std::string no_proxy;    // no_proxy_list(), read once by configure
+  // errno of a socket() that failed (EMFILE at the open-file limit): curl itself reports only
+  // "Failed to connect to HOST port P", which blames the server.
+  int socket_errno = 0;
+  // The Content-Length of the response being read (-1: none), from the header callback: curl's
+  // CURLINFO_CONTENT_LENGTH_DOWNLOAD_T is still -1 when it refuses a head over max_filesize.
+  std::int64_t announced_length = -1;
+  std::string no_proxy;  // no_proxy_list(), read once by configure
+  // The exceptions set on the handle for the URL in hand (prepare), grown by each redirect to a
+  // loopback host that they do not name yet (see allow_redirect_target).
+  std::string url_no_proxy;
+  CURL* easy = nullptr;  // the handle whose callbacks get this transfer (configure)
   std::array<char, CURL_ERROR_SIZE> error_buffer{};
 
   void reset() {
     bytes = 0;
     body.clear();
     too_large = false;
+    socket_errno = 0;
+    announced_length = -1;
     error_buffer[0] = '\0';
   }
 };
@@ -52,6 +64,11 @@ void configure(CURL* easy, const workloads::FetchOptions& options, Transfer& tra
 // Whether `host` (as curl_url gives it: a name, an IPv4 literal, or an IPv6 literal in brackets)
 // is this machine: localhost or *.localhost, 127.0.0.0/8, ::1, or IPv4-mapped ::ffff:127.x.x.x.
 [[nodiscard]] bool is_loopback_host(std::string_view host);
+
+// Adds `url`'s host to the transfer's proxy exceptions when it is loopback and not yet named, and
+// gives the handle the new list. Called by prepare, and by the header callback for each Location,
+// before curl follows it: curl matches every hop against the exceptions, but by exact spelling.
+void allow_loopback_host(const std::string& url, Transfer& transfer, const char* base = nullptr);
 
 // Points `easy` at `url` for its next attempt. A loopback host is added to the transfer's proxy
 // exceptions by its exact spelling: curl 7.88 matches IPv6 exceptions only as exact strings (its

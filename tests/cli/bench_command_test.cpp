@@ -269,8 +269,11 @@ std::uint64_t requests_served_by_child(pid_t parent, std::string_view needle) {
 TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
   // The whole process group gets the SIGINT, as from a terminal; the server child has a group of
   // its own, so crew bench stops it after the interrupted run.
+  // A body size of this test process's own, so that pgrep below never sees the server of another
+  // run of this test (another build tree on the same machine).
+  const std::string body = std::to_string(1'000 + ::getpid() % 9'000);
   ChildProcess child({crew_cli(), "bench", "io", "--urls", "20", "--latency", "30ms",
-                      "--max-workers", "4", "--repeat", "5", "--warmup", "0", "--body", "1234"},
+                      "--max-workers", "4", "--repeat", "5", "--warmup", "0", "--body", body},
                      {.own_process_group = true});
   // Interrupted once the serial point's first run is done, so there is a point to report: the
   // server counts a request when it arrives, and the serial loop sends the 21st only after the
@@ -280,7 +283,7 @@ TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
   std::uint64_t served = 0;
   while (served < 21 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(20ms);
-    served = requests_served_by_child(child.pid(), "--body 1234");
+    served = requests_served_by_child(child.pid(), "--body " + body);
   }
   ASSERT_GE(served, 21U) << "the crew serve child never served the first run";
   ASSERT_EQ(::kill(-child.pid(), SIGINT), 0);
@@ -290,8 +293,9 @@ TEST_F(BenchCommandTest, CtrlCInATerminalStopsTheIoSweepAndItsServer) {
   EXPECT_THAT(r.err, ::testing::ContainsRegex("interrupted: [0-9]+ of [0-9]+ runs done"));
   EXPECT_THAT(r.out, HasSubstr("verdict: From the points measured before the interruption"));
   // "[1]234": the pattern must not match the shell that runs pgrep.
-  EXPECT_NE(std::system("pgrep -f 'crew serve --port 0 --latency 30ms --body [1]234' >/dev/null"),
-            0)
+  const std::string pattern = "crew serve --port 0 --latency 30ms --body [" + body.substr(0, 1) +
+                              "]" + body.substr(1) + "( |$)";
+  EXPECT_NE(std::system(("pgrep -f '" + pattern + "' >/dev/null").c_str()), 0)
       << "the crew serve child outlived crew bench";
 }
 

@@ -162,6 +162,39 @@ TEST_F(FetchCommandHostileTest, AnEndlessLineInAUrlFileIsAUsageError) {
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
+// A line of exactly 65,536 bytes is within the bound whatever ends it: with "\r\n" (a file saved
+// on Windows) it was refused as "longer than 65,536 bytes", the CR counted as part of the line.
+TEST_F(FetchCommandHostileTest, ALineExactlyAtTheBoundIsReadWithEitherLineEnd) {
+  std::string line = peer_.url("/bound?");
+  line.resize(65'536, 'a');
+  for (const std::string& end : {std::string("\n"), std::string("\r\n"), std::string()}) {
+    const ScratchFile file(line + end);
+    const CommandResult r = run_crew({"fetch", "--json", "--urls-file", file.path()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto document = nlohmann::json::parse(r.out);
+    ASSERT_EQ(document["results"].size(), 1U);
+    EXPECT_EQ(document["results"][0]["url"], line);
+  }
+  const ScratchFile over(line + "a\r\n");
+  const CommandResult r = run_crew({"fetch", "--urls-file", over.path()});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("line 1 is longer than 65,536 bytes"));
+}
+
+// Short lines were unbounded in number: 3 GB of "http://127.0.0.1:P/x" on stdin took 23 GB and
+// the OOM killer ended it. One run takes at most 1,000,000 URLs (as --local); one more is a usage
+// error, found while reading.
+TEST_F(FetchCommandHostileTest, MoreUrlsThanOneRunTakesIsAUsageError) {
+  std::string text;
+  for (int i = 0; i < 1'000'001; ++i) text += "http://127.0.0.1:9/\n";
+  const ScratchFile file(text);
+  const CommandResult r =
+      run_crew({"fetch", "--connect-timeout", "1ms", "--urls-file", file.path()});
+  EXPECT_EQ(r.exit_code, 2) << r.err.substr(0, 300);
+  EXPECT_THAT(r.err, HasSubstr("line 1000001: more than 1,000,000 URLs in one run"));
+  EXPECT_TRUE(r.out.empty()) << r.out.substr(0, 300);
+}
+
 // Issue 11 item 8: after Ctrl-C the summary's rate counted URLs never fetched. 3 URLs are answered
 // at once and 2 stall; the rate must be the 3 done over the wall time, not all 5.
 TEST_F(FetchCommandHostileTest, AfterCtrlCTheRateCountsOnlyUrlsFetched) {

@@ -86,6 +86,18 @@ TEST_F(OptionValuesTest, ThousandsOfUnexpectedArgumentsMakeOneBoundedLine) {
   EXPECT_THAT(err, HasSubstr("byte message)"));
 }
 
+// As many long arguments as a command line holds (1.7 MB): each is shortened where echoed, and
+// the work is one pass over the message (it was one pass per argument: seconds of CPU, growing
+// with the square of the command line, to print one usage line).
+TEST_F(OptionValuesTest, ThousandsOfLongUnexpectedArgumentsMakeOneBoundedLine) {
+  std::vector<std::string> args = {"primes"};
+  for (int i = 0; i < 24'000; ++i) args.push_back(std::string(65, 'x') + std::to_string(i));
+  const std::string err = usage_line(args);
+  // CLI11 lists the last one first: "xxx…23999", 70 bytes.
+  EXPECT_THAT(err, HasSubstr("not expected: " + std::string(60, 'x') + "… (70 bytes) x"));
+  EXPECT_THAT(err, HasSubstr("byte message)"));
+}
+
 TEST_F(OptionValuesTest, ControlBytesAreEscaped) {
   EXPECT_THAT(usage_line({"primes", "--below", "1\x1b[31mred"}), HasSubstr("\"1\\x1b[31mred\""));
   EXPECT_THAT(usage_line({"primes", "--bogus=\x1b]0;title\x07"}),
@@ -155,6 +167,22 @@ TEST_P(EmptyValueTest, IsRefusedAfterAnEqualsSign) {
   args.pop_back();
   args.back() = option + "=";
   EXPECT_THAT(usage_line(args), HasSubstr(option));
+}
+
+// CLI11 reads "--name=" as "--name" and takes the next argument as the value: "--below= 100"
+// would run with 100, and "--urls-file= --json" would read a file named "--json".
+TEST_F(OptionValuesTest, EqualsSignWithNothingAfterItNeverTakesTheNextArgument) {
+  EXPECT_THAT(usage_line({"primes", "--below=", "100"}),
+              HasSubstr("--below: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"primes", "--below", "100", "--engine=", "thread"}),
+              HasSubstr("--engine: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"fetch", "--urls-file=", "--json"}),
+              HasSubstr("--urls-file: an empty value is not allowed"));
+  EXPECT_THAT(usage_line({"fetch", "--local", "1", "--max-filesize=", "--json"}),
+              HasSubstr("--max-filesize: an empty value is not allowed"));
+  // After "--" every word is a positional, and "a=" or "--a=b" is a value like any other.
+  const CommandResult r = run_crew({"primes", "--below", "100", "--", "--x="});
+  EXPECT_THAT(r.err, Not(HasSubstr("an empty value")));
 }
 
 // Quick bases: 100 numbers; a local server of 1 URL at no latency; a synthetic sweep of 4 tasks

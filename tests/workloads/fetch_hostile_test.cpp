@@ -4,10 +4,15 @@
 // hosts), an endless or announced-huge body against max_filesize, a trickling body against the
 // low-speed abort, "100 Continue" then silence, and a 302 with an empty Location. Every peer is a
 // loopback server the test starts and stops; no request leaves this machine.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <optional>
 #include <string>
 #include <system_error>
@@ -31,9 +36,14 @@ using crew::testing::wait_until_other_threads_sleep;
 // process.
 class ScopedEnv {
  public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+  // Sets `name` to `value`, or unsets it when `value` is nullopt.
+  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
     if (const char* old = ::getenv(name)) old_ = old;
-    ::setenv(name, value.c_str(), 1);
+    if (value) {
+      ::setenv(name, value->c_str(), 1);
+    } else {
+      ::unsetenv(name);
+    }
   }
   ~ScopedEnv() {
     if (old_) {
@@ -91,11 +101,42 @@ TEST_P(FetchHostileTest, LoopbackNeverGoesThroughAProxy) {
   EXPECT_EQ(proxy.request_lines(), std::vector<std::string>{}) << "a loopback URL used the proxy";
 }
 
+// A redirect to a loopback spelling that the first URL did not use went through the proxy: the
+// exceptions named only the first URL's host, and curl 7.88 matches ::ffff:127.x.x.x only by its
+// exact spelling, on every hop.
+TEST_P(FetchHostileTest, ARedirectToLoopbackNeverGoesThroughAProxy) {
+  HostilePeer proxy("127.0.0.1");
+  const ScopedEnv env("http_proxy", proxy.url(""));
+  HostilePeer direct("127.0.0.1");
+  HostilePeer other("127.0.0.2");
+  const std::string port = std::to_string(direct.port());
+  const std::string mapped = "http://[::ffff:127.0.0.1]:" + port + "/mapped";
+  const std::string mapped_other =
+      "http://[::ffff:127.0.0.2]:" + std::to_string(other.port()) + "/mapped-other";
+  std::vector<std::string> urls = {
+      direct.url("/redirect-to?" + mapped),
+      other.url("/redirect-to?" + direct.url("/redirect-to?" + mapped_other)),
+      direct.url("/redirect-to?//[::ffff:7f00:1]:" + port + "/scheme-relative"),
+  };
+  const FetchRun run = fetch(urls, {});
+  ASSERT_EQ(run.results.size(), urls.size());
+  for (const FetchResult& result : run.results) {
+    EXPECT_TRUE(result.ok()) << result.url << ": " << result.error;
+    EXPECT_GE(result.redirects, 1) << result.url;
+    EXPECT_TRUE(contains(result.body, "peer 127.0.0.")) << result.url << ": " << result.body;
+  }
+  EXPECT_EQ(run.results[1].body, "peer 127.0.0.2");
+  EXPECT_EQ(proxy.request_lines(), std::vector<std::string>{}) << "a redirect used the proxy";
+}
+
 // The proxy from the environment is still used for other hosts (so the fix did not just turn
 // proxies off). The proxy is a loopback peer: nothing leaves the machine, no name is resolved.
 TEST_P(FetchHostileTest, OtherHostsStillGoThroughTheProxy) {
   HostilePeer proxy("127.0.0.1");
   const ScopedEnv env("http_proxy", proxy.url(""));
+  // Whatever the machine running the tests says (NO_PROXY=* would send the URL direct).
+  const ScopedEnv no_proxy("no_proxy", std::nullopt);
+  const ScopedEnv no_proxy_upper("NO_PROXY", std::nullopt);
   const FetchRun run = fetch({"http://crew-test.invalid/x"}, {});
   ASSERT_EQ(run.results.size(), 1U);
   EXPECT_TRUE(run.results[0].ok()) << run.results[0].error;
@@ -166,6 +207,9 @@ TEST_P(FetchHostileTest, MaxFilesizeEndsAnEndlessOrHugeBody) {
     EXPECT_LE(result.bytes, 1U << 20) << result.url;
   }
   EXPECT_TRUE(run.results[2].ok()) << run.results[2].error;
+  // The announced length is the one the response gave (curl's getinfo says -1 once it refused the
+  // head, and the message said "announced -1 bytes").
+  EXPECT_TRUE(contains(run.results[1].error, "announced 5368709120 bytes")) << run.results[1].error;
 }
 
 TEST_P(FetchHostileTest, LowSpeedAbortEndsATricklingBody) {
@@ -219,6 +263,32 @@ TEST_P(FetchHostileTest, ARedirectWithNowhereToGoFails) {
     EXPECT_TRUE(contains(result.error, "HTTP 302 redirect with no Location")) << result.error;
     EXPECT_EQ(result.attempts, 1) << result.url;
   }
+}
+
+// With no descriptor left for a socket, curl says "Couldn't connect to server: Failed to connect to
+// 127.0.0.1 port P after 0 ms": the server is blamed for this process's open-file limit.
+TEST(FetchDescriptorsTest, NoDescriptorForASocketIsNamedAsSuch) {
+  HostilePeer peer("127.0.0.1");
+  Fetcher fetcher;  // its handles (and their wake-up sockets) exist before the descriptors run out
+  // The soft limit just above the highest descriptor open now, then every free one below it taken.
+  int highest = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    highest = std::max(highest, std::stoi(entry.path().filename().string()));
+  }
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+  rlimit low = old;
+  low.rlim_cur = std::min<rlim_t>(old.rlim_cur, static_cast<rlim_t>(highest) + 16);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  std::vector<int> held;
+  for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) held.push_back(fd);
+  const FetchResult result = fetcher.fetch(peer.url("/ok"));
+  for (const int fd : held) ::close(fd);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+  EXPECT_FALSE(result.ok());
+  EXPECT_TRUE(contains(result.error, "Too many open files")) << result.error;
+  EXPECT_TRUE(contains(result.error, "RLIMIT_NOFILE")) << result.error;
+  EXPECT_FALSE(contains(result.error, "Failed to connect")) << result.error;
 }
 
 INSTANTIATE_TEST_SUITE_P(Engines, FetchHostileTest,
