@@ -180,6 +180,7 @@ void print_json(const FetchJob& job, const FetchOutcome& outcome, std::uint16_t 
       {"urls", outcome.run.results.size()},
       {"ok", outcome.ok},
       {"failed", outcome.failed},
+      {"not_fetched", outcome.not_fetched},
       {"bytes", outcome.bytes},
       {"interrupted", outcome.interrupted},
       {"timing", timing_to_json(outcome.timing)},
@@ -251,6 +252,12 @@ FetchOutcome run_fetch(const FetchJob& job, std::stop_token stop, ProgressBar& p
   outcome.timing = watch.elapsed();
   progress.finish();
   for (const FetchResult& result : outcome.run.results) {
+    // A URL a stop left unfetched is neither a failure nor a body: what it had received counts
+    // nowhere.
+    if (result.error == workloads::kNotFetchedStopped) {
+      ++outcome.not_fetched;
+      continue;
+    }
     if (result.ok()) {
       ++outcome.ok;
     } else {
@@ -289,13 +296,13 @@ std::string describe_fetch_outcome(const FetchJob& job, const FetchOutcome& outc
   const double wall = std::chrono::duration<double>(outcome.timing.wall).count();
   const std::size_t count = outcome.run.results.size();
   // A stop leaves URLs unfetched: the rate counts only those fetched (with a result of their own).
-  const auto fetched = static_cast<std::size_t>(
-      std::count_if(outcome.run.results.begin(), outcome.run.results.end(),
-                    [](const FetchResult& r) { return r.error != workloads::kNotFetchedStopped; }));
+  const std::size_t fetched = count - outcome.not_fetched;
   std::string text = fmt::format("{} URL{}", count, count == 1 ? "" : "s");
   if (fetched < count) text += fmt::format(" ({} fetched)", fetched);
-  text += fmt::format(": {} ok, {} failed; {} in {:.2f} s", outcome.ok, outcome.failed,
-                      format_bytes(static_cast<std::int64_t>(outcome.bytes)), wall);
+  text += fmt::format(": {} ok, {} failed", outcome.ok, outcome.failed);
+  if (outcome.not_fetched > 0) text += fmt::format(", {} not fetched", outcome.not_fetched);
+  text +=
+      fmt::format("; {} in {:.2f} s", format_bytes(static_cast<std::int64_t>(outcome.bytes)), wall);
   if (wall > 0) text += fmt::format(" ({:.1f} URLs/s)", static_cast<double>(fetched) / wall);
   if (job.local) {
     text +=

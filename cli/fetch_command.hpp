@@ -45,9 +45,9 @@ struct FetchOutcome {
   workloads::FetchRun run;
   Timing timing;  // the whole run: pool start and shutdown included, the local server's start not
   std::size_t ok = 0;
-  std::size_t failed =
-      0;  // results with an error, the unfetched ones of an interrupted run included
-  std::uint64_t bytes = 0;
+  std::size_t failed = 0;       // fetched, with an error
+  std::size_t not_fetched = 0;  // "not fetched: stopped" (an interrupted run)
+  std::uint64_t bytes = 0;      // of the fetched URLs' bodies
   bool interrupted = false;
 };
 

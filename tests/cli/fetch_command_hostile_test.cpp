@@ -238,6 +238,16 @@ TEST_F(FetchCommandHostileTest, AfterCtrlCTheRateCountsOnlyUrlsFetched) {
   const double wall = std::stod(wall_match[1]) * scale;
   // rate × wall is `done` (to rounding), where counting every URL would give 5.
   EXPECT_LT(std::abs(rate * wall - done), std::abs(rate * wall - 5.0)) << r.out;
+  // The stopped URLs are neither failures nor bytes fetched: the summary said "0 ok, 5 failed"
+  // for URLs never fetched, and counted the stalled bodies' first bytes with the fetched ones.
+  std::smatch counts;
+  ASSERT_TRUE(std::regex_search(
+      r.out, counts, std::regex("(\\d+) ok, (\\d+) failed, (\\d+) not fetched; (\\d+) B in")))
+      << r.out;
+  EXPECT_EQ(std::stod(counts[1]), done) << r.out;
+  EXPECT_EQ(counts[2], "0") << r.out;
+  EXPECT_EQ(std::stod(counts[3]), 5 - done) << r.out;
+  EXPECT_EQ(std::stod(counts[4]), done * 10) << r.out;  // 10-byte bodies
   EXPECT_NEAR(rate * wall, done, 0.1 * done + 0.1) << r.out;
 }
 
