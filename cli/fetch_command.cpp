@@ -21,6 +21,7 @@
 #include "json_output.hpp"
 #include "primes_command.hpp"
 #include "standard_streams.hpp"
+#include "stoppable_input.hpp"
 
 namespace crew::cli {
 namespace {
@@ -106,7 +107,9 @@ bool read_bounded_line(std::istream& in, std::string& line, std::string_view sou
 // One URL a line; blank lines and lines starting with '#' are skipped, and so is a UTF-8
 // byte-order mark at the start (editors on Windows write one). `source` names the input in
 // messages ("urls.txt", "stdin").
-void read_urls(std::istream& in, std::string_view source, std::vector<std::string>& urls) {
+void read_urls(StoppableInputBuffer& input, std::string_view source,
+               std::vector<std::string>& urls) {
+  std::istream in(&input);
   constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
   std::string line;
   std::size_t number = 0;
@@ -125,13 +128,10 @@ void read_urls(std::istream& in, std::string_view source, std::vector<std::strin
     }
     urls.push_back(std::move(url));
   }
-  // std::cin reads through stdio, which keeps a read error (a closed stdin, a directory) in
-  // ferror(stdin) and shows the stream only an end of file.
-  const int read_errno = errno;
-  if (&in == &std::cin && std::ferror(stdin) != 0) {
-    throw UsageError(fmt::format("cannot read {}: {}", source, std::strerror(read_errno)));
+  // A read error (a closed stdin, a directory) ends the input as an end of file would.
+  if (input.error() != 0) {
+    throw UsageError(fmt::format("cannot read {}: {}", source, std::strerror(input.error())));
   }
-  if (in.bad()) throw UsageError(fmt::format("cannot read {}", source));
 }
 
 nlohmann::ordered_json result_json(const FetchResult& result) {
@@ -409,7 +409,7 @@ CLI::App* add_fetch_command(CLI::App& app, FetchArgs& args) {
   return command;
 }
 
-FetchJob resolve_fetch_args(const FetchArgs& args) {
+FetchJob resolve_fetch_args(const FetchArgs& args, std::stop_token stop) {
   FetchJob job;
   job.engine = parse_engine(args.engine);
   job.options.connect_timeout = parse_timeout(args.connect_timeout, "--connect-timeout");
@@ -480,26 +480,29 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
     }
     if (!args.urls_file.empty()) {
       if (args.urls_file == "-") {
-        read_urls(std::cin, "stdin", job.urls);
+        StoppableInputBuffer input(STDIN_FILENO, stop);
+        read_urls(input, "stdin", job.urls);
       } else {
         // A directory opens like a file and then reads as empty: say what it is.
         if (std::error_code error; std::filesystem::is_directory(args.urls_file, error)) {
           throw UsageError(
               fmt::format("cannot read --urls-file {}: it is a directory", args.urls_file));
         }
-        std::ifstream file(args.urls_file);
-        if (!file) {
+        const int fd = open_stoppable_input(args.urls_file);
+        if (fd < 0) {
           throw UsageError(
               fmt::format("cannot read --urls-file {}: {}", args.urls_file, std::strerror(errno)));
         }
-        read_urls(file, args.urls_file, job.urls);
+        StoppableInputBuffer input(fd, stop, /*owns_fd=*/true);
+        read_urls(input, args.urls_file, job.urls);
       }
     } else if (args.urls.empty()) {
       if (isatty(STDIN_FILENO) != 0) {
         throw UsageError(
             "no URLs: give them as arguments, with --urls-file FILE or on stdin, or use --local N");
       }
-      read_urls(std::cin, "stdin", job.urls);
+      StoppableInputBuffer input(STDIN_FILENO, stop);
+      read_urls(input, "stdin", job.urls);
     }
     if (job.urls.empty()) {
       throw UsageError("no URLs to fetch (the input had only blank lines and # comments)");
@@ -519,7 +522,13 @@ FetchJob resolve_fetch_args(const FetchArgs& args) {
 }
 
 int run_fetch_command(const FetchArgs& args, const InterruptWatcher& interrupt) {
-  FetchJob job = resolve_fetch_args(args);
+  FetchJob job;
+  try {
+    job = resolve_fetch_args(args, interrupt.stop_token());
+  } catch (const InputStopped&) {
+    print_diagnostic("interrupted while reading the URLs: nothing was fetched\n");
+    return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
+  }
   if (!job.fd_warning.empty()) print_diagnostic("crew fetch: warning: {}\n", job.fd_warning);
 
   std::optional<LatencyServer> server;

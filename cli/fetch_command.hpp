@@ -101,7 +101,7 @@ inline constexpr std::size_t kMaxUrls = 1'000'000;
 
 // Validates the arguments into a job, reading --urls-file or stdin. Throws: UsageError naming the
 // option (or the file and line of a bad URL, or of a line over kMaxUrlLineBytes).
-[[nodiscard]] FetchJob resolve_fetch_args(const FetchArgs& args);
+[[nodiscard]] FetchJob resolve_fetch_args(const FetchArgs& args, std::stop_token stop = {});
 
 // Runs `crew fetch`; returns the exit code: 0 when every URL succeeded, 1 when some failed,
 // 128 + signal when interrupted. Throws: UsageError; whatever run_fetch throws.

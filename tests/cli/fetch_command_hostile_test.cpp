@@ -4,9 +4,11 @@
 // endless and trickling bodies (--max-filesize, --speed-limit/--speed-time), URL files with a
 // byte-order mark or a line without end, and the summary of a run cut short by Ctrl-C. Every peer
 // is a loopback server this test starts and stops.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -249,6 +251,30 @@ TEST_F(FetchCommandHostileTest, AfterCtrlCTheRateCountsOnlyUrlsFetched) {
   EXPECT_EQ(std::stod(counts[3]), 5 - done) << r.out;
   EXPECT_EQ(std::stod(counts[4]), done * 10) << r.out;  // 10-byte bodies
   EXPECT_NEAR(rate * wall, done, 0.1 * done + 0.1) << r.out;
+}
+
+// Ctrl-C while the URL list waits for its writer (a FIFO, a pipe, a terminal) stops crew: it was
+// ignored until the input ended (the read blocked; only a second Ctrl-C ended crew).
+TEST_F(FetchCommandHostileTest, CtrlCWhileTheUrlListWaitsForItsWriterStops) {
+  ScratchFile fifo;
+  ASSERT_EQ(::mkfifo(fifo.path().c_str(), 0600), 0);
+  ChildProcess child({crew_cli(), "fetch", "--urls-file", fifo.path()});
+  // The writer's end is opened once crew has opened its end (ENXIO until then), and stays open,
+  // silent, so that crew's read waits.
+  int writer = -1;
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (writer < 0 && std::chrono::steady_clock::now() < deadline) {
+    writer = ::open(fifo.path().c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    if (writer < 0) std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_GE(writer, 0) << "crew never opened the FIFO";
+  ASSERT_EQ(::write(writer, "http://127.0.0.1:1/\n", 20), 20);  // a first line, then silence
+  ASSERT_EQ(::kill(child.pid(), SIGINT), 0);
+  const CommandResult r = child.wait(20s);
+  ::close(writer);
+  EXPECT_FALSE(r.timed_out) << "a Ctrl-C did not stop crew fetch reading its URL list";
+  EXPECT_EQ(r.exit_code, 130) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("interrupted while reading the URLs")) << r.err;
 }
 
 }  // namespace
