@@ -21,7 +21,7 @@ void IdleConnections::remove(Slot& slot) noexcept {
 std::vector<std::shared_ptr<Connection>> IdleConnections::take_oldest(std::size_t count) {
   std::vector<std::shared_ptr<Connection>> taken;
   std::lock_guard lock(mu_);
-  for (auto* list : {&new_, &kept_alive_}) {
+  for (auto* list : {&new_, &kept_alive_, &half_closed_}) {
     for (auto it = list->begin(); it != list->end() && taken.size() < count;) {
       // A connection being destroyed stays listed until its destructor's remove(): skip it.
       auto connection = it->connection.lock();

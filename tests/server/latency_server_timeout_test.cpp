@@ -161,17 +161,15 @@ TEST(LatencyServerTimeoutTest, ConnectionClosedByItsClientIsFreedAtOnce) {
   EXPECT_EQ(server->stats().timeouts, 0u);
 }
 
-TEST(LatencyServerTimeoutTest, ClientThatLeavesDuringItsLatencyIsFreedAtOnce) {
-  // Else connect, ask for latency=3600s and leave would pin a descriptor for an hour per
+TEST(LatencyServerTimeoutTest, ClientThatResetsDuringItsLatencyIsFreedAtOnce) {
+  // Else connect, ask for latency=3600s and reset would pin a descriptor for an hour per
   // request, and a few hundred would fill the server with connections nobody waits for.
   auto server = start_server({.body_bytes = 3});
   {
-    Client leaving(server->port());
-    leaving.get("/?latency=3600s");
     Client resetting(server->port());
     resetting.get("/?latency=3600s");
     const auto deadline = std::chrono::steady_clock::now() + 20s;
-    while (server->stats().in_flight != 2) {
+    while (server->stats().in_flight != 1) {
       ASSERT_LT(std::chrono::steady_clock::now(), deadline);
       std::this_thread::sleep_for(1ms);
     }
@@ -184,6 +182,39 @@ TEST(LatencyServerTimeoutTest, ClientThatLeavesDuringItsLatencyIsFreedAtOnce) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(server->stats().in_flight, 0u);
+}
+
+TEST(LatencyServerTimeoutTest, ClientThatHalfClosesAfterItsRequestsGetsItsAnswers) {
+  // shutdown(SHUT_WR) after the request (nc -N, socat, scripts that mark the end of what they
+  // send) is valid TCP and HTTP: the server cannot tell it from a client that left until it
+  // writes, so it answers after the latency, as HAProxy does by default (option abortonclose
+  // off), pipelined requests included. A client that did leave makes that write fail.
+  auto server = start_server({.latency = 100ms});
+  Client client(server->port());
+  client.get("/?bytes=3");
+  client.get("/?bytes=5&latency=150ms");
+  client.shutdown_send();
+  client.set_read_timeout(30s);
+  const Response first = client.read_response();
+  EXPECT_EQ(first.status, 200);
+  EXPECT_EQ(first.body, expected_body(0, 3));
+  const Response second = client.read_response();
+  EXPECT_EQ(second.status, 200);
+  EXPECT_EQ(second.body, expected_body(0, 5));
+  EXPECT_TRUE(client.closed_by_peer());
+
+  // A client that closed (FIN) while its request waited: the write after the latency fails and
+  // the connection is let go, its request no longer in flight.
+  {
+    Client leaving(server->port());
+    leaving.get("/?latency=200ms");
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (server->stats().open_connections != 0 || server->stats().in_flight != 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "open: " << server->stats().open_connections;
+    std::this_thread::sleep_for(1ms);
+  }
 }
 
 TEST(LatencyServerTimeoutTest, PipelinedRequestsWaitingTheirLatencyAreAllAnswered) {
