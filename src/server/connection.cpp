@@ -61,11 +61,18 @@ Connection::~Connection() {
   context_.counters->open_connections.fetch_sub(1);
 }
 
-void Connection::start() { read_request(); }
+void Connection::start() {
+  error_code ignored;
+  socket_.non_blocking(true, ignored);
+  read_request();
+}
 
 void Connection::close_if_idle() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    const bool idle = self->phase_ == Phase::kHead && self->input_.empty();
+    // Bytes waiting in the kernel: the client has begun a request, the connection is not idle.
+    error_code ec;
+    const bool idle = self->phase_ == Phase::kHead && self->input_.empty() &&
+                      self->socket_.available(ec) == 0 && !ec;
     const bool half_closed_waiting = self->peer_closed_ && self->waiting_latency_;
     if (!idle && !half_closed_waiting) return;
     self->context_.counters->reclaimed.fetch_add(1);
@@ -96,10 +103,32 @@ void Connection::read_request() {
   read_some();
 }
 
+// Waits until the socket is readable and only then reads, so that no bytes leave the kernel
+// before on_readable runs: close_if_idle, on the same strand, sees in available() whether the
+// client has sent anything. (A plain async_read_some may already have taken the client's first
+// bytes while its handler waits its turn; closing then would lose a request it has sent.)
 void Connection::read_some() {
-  socket_.async_read_some(
-      asio::buffer(read_buffer_),
-      [self = shared_from_this()](error_code ec, std::size_t bytes) { self->on_read(ec, bytes); });
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+}
+
+void Connection::on_readable(error_code ec) {
+  if (ec) {
+    on_read(ec, 0);
+    return;
+  }
+  // The socket is non-blocking (start()): a spurious wake-up reads would_block, and waits again.
+  const std::size_t bytes = socket_.read_some(asio::buffer(read_buffer_), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    if (phase_ == Phase::kClosed) return;
+    if (timed_out_) {
+      on_head_timeout();
+      return;
+    }
+    read_some();
+    return;
+  }
+  on_read(ec, bytes);
 }
 
 void Connection::on_read(error_code ec, std::size_t bytes) {

@@ -79,6 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void read_request();
   void read_some();
+  void on_readable(boost::system::error_code ec);
   void on_read(boost::system::error_code ec, std::size_t bytes);
   void process_input();
   void on_head_timeout();

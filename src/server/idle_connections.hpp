@@ -5,6 +5,7 @@
 // answer.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <list>
 #include <memory>
@@ -31,6 +32,7 @@ class IdleConnections {
   struct Entry {
     std::weak_ptr<Connection> connection;
     Slot* slot;  // inside the connection, so valid while the connection lives
+    std::chrono::steady_clock::time_point since;  // when it was listed
   };
   struct Slot {
     bool listed = false;
@@ -42,9 +44,13 @@ class IdleConnections {
   void add(Kind kind, std::weak_ptr<Connection> connection, Slot& slot);
   // Unlists the slot, if listed. Thread safety: safe.
   void remove(Slot& slot) noexcept;
-  // Unlists and returns up to `count` idle connections still alive, new ones before kept-alive
-  // ones before half-closed ones, the longest idle first. Thread safety: safe.
-  [[nodiscard]] std::vector<std::shared_ptr<Connection>> take_oldest(std::size_t count);
+  // Unlists and returns up to `count` idle connections still alive and listed at least
+  // `min_idle` ago, new ones before kept-alive ones before half-closed ones, the longest idle
+  // first. A connection accepted a moment ago is most likely a client about to send its request
+  // (its connect returned, its send has not run yet): closing it would lose that request and
+  // free a descriptor only for the next such client. Thread safety: safe.
+  [[nodiscard]] std::vector<std::shared_ptr<Connection>> take_oldest(
+      std::size_t count, std::chrono::steady_clock::duration min_idle);
 
  private:
   std::list<Entry>& list_of(Kind kind) {
