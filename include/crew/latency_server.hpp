@@ -63,7 +63,8 @@ struct LatencyServerStats {
   // Connections closed for a timeout: a head not complete within header_timeout (answered 408),
   // an idle keep-alive past keep_alive_timeout, or a response unread for send_timeout.
   std::uint64_t timeouts = 0;
-  // Idle connections closed at the descriptor limit to make room for new ones.
+  // Idle connections (and half-closed ones waiting a latency) closed at the descriptor limit to
+  // make room for new ones.
   std::uint64_t reclaimed = 0;
 };
 

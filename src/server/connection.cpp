@@ -61,11 +61,20 @@ Connection::~Connection() {
   context_.counters->open_connections.fetch_sub(1);
 }
 
-void Connection::start() { read_request(); }
+void Connection::start() {
+  error_code ignored;
+  socket_.non_blocking(true, ignored);
+  read_request();
+}
 
 void Connection::close_if_idle() {
   asio::post(socket_.get_executor(), [self = shared_from_this()] {
-    if (self->phase_ != Phase::kHead || !self->input_.empty()) return;
+    // Bytes waiting in the kernel: the client has begun a request, the connection is not idle.
+    error_code ec;
+    const bool idle = self->phase_ == Phase::kHead && self->input_.empty() &&
+                      self->socket_.available(ec) == 0 && !ec;
+    const bool half_closed_waiting = self->peer_closed_ && self->waiting_latency_;
+    if (!idle && !half_closed_waiting) return;
     self->context_.counters->reclaimed.fetch_add(1);
     self->close_now();
   });
@@ -75,6 +84,11 @@ void Connection::read_request() {
   phase_ = Phase::kHead;
   timed_out_ = false;
   scanner_.reset();
+  if (peer_closed_ && input_.empty()) {
+    // The client half-closed and every request it sent is answered: nothing more can come.
+    close_now();
+    return;
+  }
   if (!input_.empty()) {
     // A pipelined request: its bytes are here, its head's time starts now.
     arm_deadline(context_.header_timeout);
@@ -89,10 +103,32 @@ void Connection::read_request() {
   read_some();
 }
 
+// Waits until the socket is readable and only then reads, so that no bytes leave the kernel
+// before on_readable runs: close_if_idle, on the same strand, sees in available() whether the
+// client has sent anything. (A plain async_read_some may already have taken the client's first
+// bytes while its handler waits its turn; closing then would lose a request it has sent.)
 void Connection::read_some() {
-  socket_.async_read_some(
-      asio::buffer(read_buffer_),
-      [self = shared_from_this()](error_code ec, std::size_t bytes) { self->on_read(ec, bytes); });
+  socket_.async_wait(tcp::socket::wait_read,
+                     [self = shared_from_this()](error_code ec) { self->on_readable(ec); });
+}
+
+void Connection::on_readable(error_code ec) {
+  if (ec) {
+    on_read(ec, 0);
+    return;
+  }
+  // The socket is non-blocking (start()): a spurious wake-up reads would_block, and waits again.
+  const std::size_t bytes = socket_.read_some(asio::buffer(read_buffer_), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    if (phase_ == Phase::kClosed) return;
+    if (timed_out_) {
+      on_head_timeout();
+      return;
+    }
+    read_some();
+    return;
+  }
+  on_read(ec, bytes);
 }
 
 void Connection::on_read(error_code ec, std::size_t bytes) {
@@ -240,13 +276,16 @@ void Connection::handle(std::string_view head) {
   watch();
 }
 
-// Reads while a request waits its latency, so that a client that leaves (EOF or reset) frees its
+// Reads while a request waits its latency, so that a client that leaves with a reset frees its
 // connection at once instead of when the latency ends (up to an hour). What it reads is the next
 // pipelined requests, kept in input_; beyond a head's worth it stops reading, and a client that
-// leaves then is noticed when the response is written. A client that half-closes its side while
-// waiting is taken as gone, as nginx takes it (499).
+// leaves then is noticed when the response is written. EOF is no reset: a client that
+// half-closes (shutdown SHUT_WR) after its requests still waits for the answers, and one that
+// closed cannot be told from it until a write fails; so the requests are answered after their
+// latency, as HAProxy does by default, and meanwhile the connection is one the server may close
+// at the descriptor limit (IdleConnections::Kind::kHalfClosed).
 void Connection::watch() {
-  if (input_.size() > kMaxRequestHeadBytes) return;
+  if (peer_closed_ || input_.size() > kMaxRequestHeadBytes) return;
   watching_ = true;
   socket_.async_read_some(
       asio::buffer(read_buffer_),
@@ -257,18 +296,25 @@ void Connection::on_watch(error_code ec, std::size_t bytes) {
   watching_ = false;
   if (phase_ == Phase::kClosed) return;
   if (!ec) input_.append(read_buffer_.data(), bytes);
+  if (ec == asio::error::eof) {
+    peer_closed_ = true;
+    if (waiting_latency_) {
+      context_.idle->add(IdleConnections::Kind::kHalfClosed, weak_from_this(), idle_slot_);
+    }
+  }
   if (!waiting_latency_) {
     // The latency ended and cancelled this read (or it completed just before): answer now.
     send(std::move(plan_));
-  } else if (ec) {
+  } else if (ec && ec != asio::error::eof) {
     close_now();
-  } else {
+  } else if (!ec) {
     watch();
   }
 }
 
 void Connection::on_latency_elapsed() {
   waiting_latency_ = false;
+  context_.idle->remove(idle_slot_);
   if (watching_) {
     // on_watch answers once the read is cancelled: one read at a time on the socket.
     error_code ignored;

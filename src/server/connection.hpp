@@ -68,8 +68,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   // Starts reading the first request. Call once, right after make_shared.
   void start();
-  // Closes the connection if it still waits for the first byte of a request (the server makes
-  // room at the descriptor limit); else leaves it be. Thread safety: safe (runs on its strand).
+  // Closes the connection if it still waits for the first byte of a request, or waits a
+  // request's latency for a client that half-closed (the server makes room at the descriptor
+  // limit); else leaves it be. Thread safety: safe (runs on its strand).
   void close_if_idle();
 
  private:
@@ -78,6 +79,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void read_request();
   void read_some();
+  void on_readable(boost::system::error_code ec);
   void on_read(boost::system::error_code ec, std::size_t bytes);
   void process_input();
   void on_head_timeout();
@@ -111,6 +113,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool timed_out_ = false;        // the head deadline passed while a read was outstanding
   bool waiting_latency_ = false;  // a request waits its latency
   bool watching_ = false;         // a read is outstanding during that wait (see watch())
+  bool peer_closed_ = false;      // the client's EOF was read: it sends nothing more
   IdleConnections::Slot idle_slot_;
   Plan plan_;
   std::string head_;

@@ -42,6 +42,9 @@ constexpr std::size_t kMaxThreads = 64;
 constexpr std::chrono::milliseconds kAcceptRetry{50};
 // Out of descriptors, accept closes at most this many idle connections at a time (nginx: 32).
 constexpr std::size_t kReclaimBatch = 16;
+// Only connections idle this long are closed at the descriptor limit: one accepted a moment ago
+// is most likely a client whose request is on its way.
+constexpr std::chrono::milliseconds kReclaimMinIdle{1000};
 
 constexpr std::string_view kLineTail = " abcdefghijklmn\n";  // bytes 16..31 of every body line
 constexpr std::uint64_t kLineBytes = 32;
@@ -101,14 +104,15 @@ struct LatencyServer::Impl {
   }
 
   // EMFILE and the like: the connections already open go on being served; accepting more needs a
-  // descriptor. Idle connections (never sent a byte first, then kept-alive ones, the oldest
-  // first) are closed to make room; with none to close, accept waits kAcceptRetry.
+  // descriptor. Connections idle for kReclaimMinIdle (never sent a byte first, then kept-alive
+  // ones, then half-closed ones waiting a latency, the oldest first) are closed to make room;
+  // with none to close, accept waits kAcceptRetry.
   void on_accept_error(ServerRun& run_state, const error_code& ec) {
     const bool out_of_descriptors = ec == asio::error::no_descriptors || ec.value() == ENFILE ||
                                     ec == asio::error::no_buffer_space ||
                                     ec == asio::error::no_memory;
     if (out_of_descriptors) {
-      const auto reclaimed = idle.take_oldest(kReclaimBatch);
+      const auto reclaimed = idle.take_oldest(kReclaimBatch, kReclaimMinIdle);
       for (const auto& connection : reclaimed) connection->close_if_idle();
       if (!reclaimed.empty()) {
         // The closes run on the connections' strands: accept after them, not in a loop.

@@ -206,7 +206,18 @@ RequestHead parse_request_head(std::string_view head) {
   if (target.find("://") != std::string_view::npos && (scheme == "http" || scheme == "https")) {
     target.remove_prefix(scheme.size() + 3);
     const std::size_t path = target.find_first_of("/?");
-    if (path == 0) return fail(400, "an absolute request target needs a host");
+    const std::string_view authority = target.substr(0, path);
+    // RFC 9110 §4.2.4: userinfo in an http(s) URI is to be treated as an error.
+    if (authority.find('@') != std::string_view::npos) {
+      return fail(400, "an absolute request target must not carry userinfo (user@host)");
+    }
+    // The host is what precedes ":port" (a bracketed IPv6 literal keeps its colons); an http
+    // URI with an empty host is invalid and must be rejected (RFC 9110 §4.2.1).
+    const std::size_t port_colon =
+        authority.starts_with('[') ? authority.find(':', authority.find(']')) : authority.find(':');
+    if (authority.substr(0, port_colon).empty()) {
+      return fail(400, "an absolute request target needs a host");
+    }
     target.remove_prefix(path == std::string_view::npos ? target.size() : path);
     out.target = target.starts_with('/') ? std::string(target) : "/" + std::string(target);
   } else {

@@ -64,8 +64,10 @@ void apply_query(std::string_view query, Plan& plan) {
   if (plan.reset && plan.stall) {
     throw std::invalid_argument("reset=1 and stall=1 cannot be combined");
   }
-  if ((plan.reset || plan.stall) && (plan.head || plan.body_bytes == 0)) {
-    throw std::invalid_argument("reset=1 and stall=1 need a GET with a body of at least 1 byte");
+  const bool no_body = plan.status == 204 || plan.status == 304;
+  if ((plan.reset || plan.stall) && (plan.head || plan.body_bytes == 0 || no_body)) {
+    throw std::invalid_argument(
+        "reset=1 and stall=1 need a GET with a body of at least 1 byte (not status 204 or 304)");
   }
 }
 

@@ -179,6 +179,37 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
   EXPECT_EQ(result.exit_code, 0) << result.err;
 }
 
+TEST_F(ServeCommandTest, AtTheDescriptorLimitHalfClosedConnectionsMakeRoom) {
+  // Clients that send a request with an hour's latency and then half-close (or leave: the server
+  // cannot tell) are answered after their latency, so they hold their connections; at the limit
+  // the server closes them to accept new ones rather than leave every new client waiting.
+  ChildProcess child({"/bin/sh", "-c",
+                      "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 "
+                      "--header-timeout 3600s --keep-alive-timeout 3600s",
+                      crew_cli()});
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
+  ASSERT_THAT(*line, StartsWith("READY "));
+  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+
+  std::vector<std::unique_ptr<server_test::Client>> half_closed;
+  for (int i = 0; i < 100; ++i) {
+    half_closed.push_back(std::make_unique<server_test::Client>(port));
+    half_closed.back()->get("/?latency=3600s");
+    half_closed.back()->shutdown_send();
+  }
+  server_test::Client late(port);
+  late.set_read_timeout(30s);
+  late.get("/?bytes=10");
+  const server_test::Response response = late.read_response();
+  EXPECT_EQ(response.status, 200);
+  EXPECT_EQ(response.body, server_test::expected_body(0, 10));
+
+  ASSERT_EQ(::kill(child.pid(), SIGTERM), 0);
+  const CommandResult result = child.wait(30s);
+  EXPECT_EQ(result.exit_code, 0) << result.err;
+}
+
 TEST_F(ServeCommandTest, AtTheDescriptorLimitWithNothingIdleAcceptWaitsWithoutSpinning) {
   ChildProcess child(
       {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10", crew_cli()});

@@ -155,6 +155,10 @@ class Client {
     fd_ = -1;
   }
 
+  // Half-closes the connection (shutdown SHUT_WR): the server reads EOF after what was sent, and
+  // this side can still read the answers.
+  void shutdown_send() { ::shutdown(fd_, SHUT_WR); }
+
   int fd() const { return fd_; }
 
   // true when the server closed the connection (EOF or reset) within the read timeout.

@@ -256,6 +256,21 @@ TEST(LatencyServerTest, BadQueryGets400AndKeepsTheConnection) {
   EXPECT_EQ(server->stats().bad_requests, 4u);
 }
 
+TEST(LatencyServerTest, ResetAndStallOnAStatusWithoutBodyGet400) {
+  // 204 and 304 carry no body, so there is nothing to cut short or stall: a request for it is
+  // refused as one with bytes=0 is, not answered as if reset=1 or stall=1 were not there.
+  auto server = start_server({.body_bytes = 5});
+  Client client(server->port());
+  for (const char* query : {"/?status=204&stall=1", "/?status=304&reset=1"}) {
+    client.get(query);
+    const Response response = client.read_response();
+    EXPECT_EQ(response.status, 400) << query;
+    EXPECT_THAT(response.body, HasSubstr("body")) << query;
+  }
+  client.get("/?status=204");
+  EXPECT_EQ(client.read_response().status, 204);
+}
+
 TEST(LatencyServerTest, MalformedRequestGets400AndIsClosed) {
   auto server = start_server();
   Client client(server->port());

@@ -151,6 +151,15 @@ TEST(RequestHeadTest, AbsoluteFormIsReducedToThePath) {
     EXPECT_EQ(head.target, path) << target;
   }
   EXPECT_EQ(parse_request_head("GET http:///a HTTP/1.1\r\nHost: h\r\n\r\n").status, 400u);
+  // An http URI with an empty host is invalid and must be rejected (RFC 9110 §4.2.1), however
+  // the authority ends; so is userinfo in it (§4.2.4: "treat its presence as an error").
+  for (const std::string_view target :
+       {"http://", "http://?bytes=3", "https://:8080/a", "http://u:p@h/a", "http://@h/"}) {
+    EXPECT_EQ(
+        parse_request_head("GET " + std::string(target) + " HTTP/1.1\r\nHost: h\r\n\r\n").status,
+        400u)
+        << target;
+  }
 }
 
 TEST(RequestHeadTest, RefusesWhatRfc9112Refuses) {
