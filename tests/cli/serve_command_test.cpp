@@ -144,7 +144,18 @@ TEST_F(ServeCommandTest, PortInUseFailsWithExitOne) {
   EXPECT_THAT(result.err, HasSubstr("crew: error: "));
 }
 
+// The ASan build also runs UBSan, whose check of every virtual call probes the object's memory
+// through a pipe: with no descriptor left that probe fails and it reports an "invalid vptr" on a
+// sound object (boost::system::error_code's category, in crew serve at the limit). The release
+// build runs the descriptor-limit tests.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kVptrCheckNeedsDescriptors = true;
+#else
+constexpr bool kVptrCheckNeedsDescriptors = false;
+#endif
+
 TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
+  if (kVptrCheckNeedsDescriptors) GTEST_SKIP() << "UBSan's vptr check needs free descriptors";
   // `ulimit -n` in sh lowers the soft and the hard limit, so crew serve cannot raise it: about 50
   // descriptors for connections. The timeouts are an hour, so only the server's own policy at
   // the limit (close the oldest connections that never sent a byte) can answer the late client.
@@ -180,6 +191,7 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
 }
 
 TEST_F(ServeCommandTest, AtTheDescriptorLimitHalfClosedConnectionsMakeRoom) {
+  if (kVptrCheckNeedsDescriptors) GTEST_SKIP() << "UBSan's vptr check needs free descriptors";
   // Clients that send a request with an hour's latency and then half-close (or leave: the server
   // cannot tell) are answered after their latency, so they hold their connections; at the limit
   // the server closes them to accept new ones rather than leave every new client waiting.
@@ -211,6 +223,7 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitHalfClosedConnectionsMakeRoom) {
 }
 
 TEST_F(ServeCommandTest, AtTheDescriptorLimitWithNothingIdleAcceptWaitsWithoutSpinning) {
+  if (kVptrCheckNeedsDescriptors) GTEST_SKIP() << "UBSan's vptr check needs free descriptors";
   ChildProcess child(
       {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10", crew_cli()});
   const std::optional<std::string> line = child.read_stdout_line(30s);
