@@ -20,13 +20,11 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// A child that waits to be killed, so that its limits can be set and read with prlimit; as root,
-// `non_root` makes it drop to uid 65534 (and with it every capability) first.
+// A child that waits to be killed, so that its limits can be set and read with prlimit.
 class WaitingChild {
  public:
-  explicit WaitingChild(bool non_root = false) : pid_(::fork()) {
+  WaitingChild() : pid_(::fork()) {
     if (pid_ == 0) {
-      if (non_root && ::geteuid() == 0 && ::setresuid(65534, 65534, 65534) != 0) ::_exit(1);
       for (;;) ::pause();
     }
   }
@@ -46,13 +44,39 @@ class WaitingChild {
   pid_t pid_;
 };
 
+// In a child that is no longer root (as root: uid 65534, which drops every capability), so that
+// the limit binds it; the text comes back through a pipe (prlimit cannot read another user's
+// process without CAP_SYS_RESOURCE).
 TEST(StartFailureTest, NamesTheProcessLimitAndItsValue) {
-  WaitingChild child(/*non_root=*/true);
-  ASSERT_GT(child.pid(), 0);
-  const rlimit limit{.rlim_cur = 7, .rlim_max = 7};
-  ASSERT_EQ(::prlimit(child.pid(), RLIMIT_NPROC, &limit, nullptr), 0);
-  const std::string text = describe_start_failure("a worker process", "fork", EAGAIN, child.pid());
-  EXPECT_THAT(text, HasSubstr("RLIMIT_NPROC, this user's limit on processes and threads, is 7"));
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    ::close(fds[0]);
+    const rlimit limit{.rlim_cur = 7, .rlim_max = 7};
+    if (::setrlimit(RLIMIT_NPROC, &limit) != 0) ::_exit(2);
+    if (::geteuid() == 0 && ::setresuid(65534, 65534, 65534) != 0) ::_exit(3);
+    const std::string text = describe_start_failure("a worker process", "fork", EAGAIN);
+    const bool written =
+        ::write(fds[1], text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::_exit(written ? 0 : 4);
+  }
+  ::close(fds[1]);
+  std::string text;
+  char buffer[512];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) != 0;) {
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) break;
+    text.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fds[0]);
+  int status = 0;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+  EXPECT_THAT(text, HasSubstr("RLIMIT_NPROC, this user's limit on processes and threads, is 7"))
+      << text;
 }
 
 // Root (and CAP_SYS_RESOURCE or CAP_SYS_ADMIN) is exempt from RLIMIT_NPROC: a finite limit there
