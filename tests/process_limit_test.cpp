@@ -18,7 +18,9 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <optional>
@@ -192,8 +194,26 @@ TEST(ProcessLimitTest, ThreadPoolWorkerThatCannotStartIsNamedWithTheLimit) {
 }
 
 TEST(ProcessLimitTest, CliSaysWhatItCouldNotStart) {
-  const std::string cli = testing::crew_cli();
-  if (cli.empty()) GTEST_SKIP() << "CREW_CLI is not set";
+  if (testing::crew_cli().empty()) GTEST_SKIP() << "CREW_CLI is not set";
+  // The other uid runs a copy in a directory it may enter: the build tree may sit under one it
+  // may not (a fresh clone in a 0700 mktemp directory: exec failed with EACCES).
+  std::string dir_template =
+      (std::filesystem::temp_directory_path() / "crew-limit-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(dir_template.data()), nullptr);
+  const std::filesystem::path dir = dir_template;
+  std::filesystem::permissions(
+      dir, std::filesystem::perms::owner_all | std::filesystem::perms::group_read |
+               std::filesystem::perms::group_exec | std::filesystem::perms::others_read |
+               std::filesystem::perms::others_exec);
+  const std::string cli = (dir / "crew").string();
+  std::filesystem::copy_file(testing::crew_cli(), cli);
+  struct RemoveDir {
+    std::filesystem::path dir;
+    ~RemoveDir() {
+      std::error_code ignored;
+      std::filesystem::remove_all(dir, ignored);
+    }
+  } remove_dir{dir};
   // 1: the CLI's signal-watching thread cannot start; 2: then the zygote cannot.
   for (const rlim_t limit : {1, 2}) {
     const LimitedRun run = run_limited(limit, [&cli](int out) {
@@ -202,7 +222,7 @@ TEST(ProcessLimitTest, CliSaysWhatItCouldNotStart) {
       ::dup2(out, STDERR_FILENO);
       ::execl(cli.c_str(), cli.c_str(), "primes", "--engine", "process", "--below", "100",
               static_cast<char*>(nullptr));
-      return std::string("exec failed");
+      return std::string("exec failed: ") + std::strerror(errno);
     });
     SKIP_IF_CANNOT_LIMIT(run);
     ASSERT_TRUE(WIFEXITED(run.status)) << "limit " << limit << ": " << run.text;
