@@ -549,9 +549,7 @@ int run_fetch_command(const FetchArgs& args, const InterruptWatcher& interrupt) 
     print_text(job, outcome, args.failures_only);
   }
   if (outcome.interrupted) {
-    const std::size_t done = static_cast<std::size_t>(std::count_if(
-        outcome.run.results.begin(), outcome.run.results.end(),
-        [](const FetchResult& r) { return r.error != workloads::kNotFetchedStopped; }));
+    const std::size_t done = outcome.run.results.size() - outcome.not_fetched;
     print_diagnostic("interrupted: {} of {} URLs done\n", done, outcome.run.results.size());
     return interrupt.exit_code() != 0 ? interrupt.exit_code() : 130;
   }

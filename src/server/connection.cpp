@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <boost/asio/buffer.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <stdexcept>
@@ -62,9 +63,13 @@ Connection::~Connection() {
 }
 
 void Connection::start() {
-  error_code ignored;
-  socket_.non_blocking(true, ignored);
-  read_request();
+  // The accept handler runs outside this connection's strand: everything from here on runs on it,
+  // so the header deadline armed below cannot fire on another thread before the read is set up.
+  asio::dispatch(socket_.get_executor(), [self = shared_from_this()] {
+    error_code ignored;
+    self->socket_.non_blocking(true, ignored);
+    self->read_request();
+  });
 }
 
 void Connection::close_if_idle() {
@@ -271,7 +276,8 @@ void Connection::handle(std::string_view head) {
   waiting_latency_ = true;
   latency_timer_.expires_after(plan_.latency);
   latency_timer_.async_wait([self = shared_from_this()](error_code ec) {
-    if (!ec) self->on_latency_elapsed();
+    // A close (at the descriptor limit) may come after the timer fired and before this ran.
+    if (!ec && self->phase_ != Phase::kClosed) self->on_latency_elapsed();
   });
   watch();
 }

@@ -96,10 +96,12 @@ struct LatencyServer::Impl {
             on_accept_error(run_state, ec);
             return;
           }
+          // Accepting goes on first: a failure below (out of memory) loses this connection, never
+          // the accept loop (run_loop carries on past the exception).
+          accept(run_state);
           error_code ignored;
           socket.set_option(tcp::no_delay(true), ignored);
           std::make_shared<Connection>(std::move(socket), context)->start();
-          accept(run_state);
         });
   }
 

@@ -84,9 +84,9 @@ TEST_P(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) 
   LatencyServer server({.latency = 1ms,
                         .body_bytes = 1000,
                         .threads = GetParam(),
-                        .header_timeout = 300ms,
-                        .keep_alive_timeout = 300ms,
-                        .send_timeout = 300ms});
+                        .header_timeout = 800ms,
+                        .keep_alive_timeout = 800ms,
+                        .send_timeout = 800ms});
   server.start();
   const std::uint16_t port = server.port();
   HostilePeers peers(port);
@@ -96,21 +96,21 @@ TEST_P(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) 
     peers.add([](std::uint16_t p, const std::atomic<bool>& stopping) {
       std::vector<std::unique_ptr<Client>> silent;
       for (int j = 0; j < 25; ++j) silent.push_back(std::make_unique<Client>(p));
-      pause(1s, stopping);
+      pause(2s, stopping);
     });
   }
   // Half-sent heads that stop, and heads typed so slowly they cannot finish in time.
   peers.add([](std::uint16_t p, const std::atomic<bool>& stopping) {
     Client client(p);
     client.send("GET /?bytes=5 HTTP/1.1\r\nHost: x\r\nUser-Agent: half");
-    pause(1s, stopping);
+    pause(2s, stopping);
   });
   peers.add([](std::uint16_t p, const std::atomic<bool>& stopping) {
     Client client(p);
     for (const char c : std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n")) {
       if (stopping.load()) return;
       client.send(std::string(1, c));
-      pause(50ms, stopping);
+      pause(100ms, stopping);
     }
     client.read_response();
   });
@@ -177,7 +177,7 @@ TEST_P(LatencyServerHostileTest, AWellBehavedClientIsServedWhilePeersMisbehave) 
   const std::string cookie = "Cookie: " + std::string(1500, 'c') + "\r\n";
   std::unique_ptr<Client> kept;
   // When `kept` was opened, or its last request went out: the server's header and keep-alive
-  // timers (300 ms) start after that. If the test thread was held up for kFreshEnough before the
+  // timers (800 ms) start after that. If the test thread was held up for kFreshEnough before the
   // next request was out (a loaded machine), a 408 or a close is the server's right answer, and
   // the request goes again on a new connection, as a browser does; never when it was sent in time.
   Clock::time_point kept_since{};
