@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "crew/latency_server.hpp"
 #include "server/http_client.hpp"
@@ -248,6 +249,22 @@ TEST(LatencyServerTimeoutTest, PipelinedRequestsWaitingTheirLatencyAreAllAnswere
     const Response response = client.read_response();
     ASSERT_EQ(response.status, 200) << i;
     ASSERT_EQ(response.body, expected_body(0, i)) << i;
+  }
+}
+
+// With several server threads and a deadline shorter than a connection's set-up, every silent
+// connection still gets its 408: a connection started outside its strand could have its deadline
+// fire on another thread before its first read was set up, and then wait forever.
+TEST(LatencyServerTimeoutTest, EverySilentConnectionTimesOutWithManyServerThreads) {
+  auto server = start_server({.threads = 4, .header_timeout = 1ms});
+  for (int round = 0; round < 10; ++round) {
+    std::vector<std::unique_ptr<Client>> clients;
+    for (int i = 0; i < 100; ++i) clients.push_back(std::make_unique<Client>(server->port()));
+    for (auto& client : clients) {
+      client->set_read_timeout(20s);
+      const Response response = client->read_response();
+      ASSERT_EQ(response.status, 408) << "round " << round << ": " << response.body;
+    }
   }
 }
 
