@@ -332,9 +332,14 @@ void Connection::on_latency_elapsed() {
 
 void Connection::reply_error(unsigned status, std::string_view message, bool keep_alive) {
   if (status != 408) context_.counters->bad_requests.fetch_add(1);
+  // Messages quote what the client sent (a query value, a field): never more than this of it.
+  constexpr std::size_t kMaxMessageBytes = 200;
   Plan plan;
   plan.status = status;
-  plan.text = fmt::format("{}\n", message);
+  plan.text = message.size() <= kMaxMessageBytes
+                  ? fmt::format("{}\n", message)
+                  : fmt::format("{}… ({} bytes in all)\n", message.substr(0, kMaxMessageBytes),
+                                message.size());
   plan.keep_alive = keep_alive;
   send(std::move(plan));
 }

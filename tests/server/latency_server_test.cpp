@@ -142,6 +142,20 @@ TEST(LatencyServerTest, LatencyIsAtLeastWhatWasAsked) {
   EXPECT_LT(Clock::now() - start, 10s);
 }
 
+// A 400 names the bad value, but never echoes a whole 10 KB one back (each query value error put
+// the value in the body whole).
+TEST(LatencyServerTest, BadQueryValuesAreEchoedShortened) {
+  auto server = start_server({.body_bytes = 4});
+  for (const std::string name : {"status", "bytes", "latency", "reset"}) {
+    Client client(server->port());
+    client.get("/?" + name + "=" + std::string(10'000, '9') + "x");
+    const Response response = client.read_response();
+    EXPECT_EQ(response.status, 400) << name;
+    EXPECT_LT(response.body.size(), 300U) << name << ": " << response.body.substr(0, 300);
+    EXPECT_THAT(response.body, HasSubstr(name)) << response.body.substr(0, 300);
+  }
+}
+
 TEST(LatencyServerTest, StatusOverrides) {
   auto server = start_server({.body_bytes = 20});
   Client client(server->port());
