@@ -142,7 +142,11 @@ sweep::RunPolicy resolve_policy(const BenchArgs& args) {
     return sweep::RunPolicy::exactly(whole(args.repeat, 1, "--repeat"), policy.warmup);
   }
   if (!args.min_runs.empty()) policy.min_runs = whole(args.min_runs, 1, "--min-runs");
-  if (!args.max_runs.empty()) policy.max_runs = whole(args.max_runs, 1, "--max-runs");
+  if (!args.max_runs.empty()) {
+    policy.max_runs = whole(args.max_runs, 1, "--max-runs");
+  } else {
+    policy.max_runs = std::max(policy.max_runs, policy.min_runs);  // as hyperfine's --min-runs
+  }
   if (policy.min_runs > policy.max_runs) {
     throw UsageError(
         fmt::format("--min-runs {} is above --max-runs {}", policy.min_runs, policy.max_runs));

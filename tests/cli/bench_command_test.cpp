@@ -309,6 +309,19 @@ TEST_F(BenchCommandTest, OneRunPerPointSaysTheSpreadIsUnknown) {
   EXPECT_THAT(r.err, HasSubstr("warning: one run per point: the spread is unknown"));
 }
 
+// --min-runs alone above the default --max-runs (20) raises the ceiling with it, as hyperfine
+// does: it was refused, "--min-runs 25 is above --max-runs 20", naming an option never given.
+TEST_F(BenchCommandTest, MinRunsAloneAboveTheDefaultCeilingRaisesIt) {
+  const CommandResult r =
+      run_crew({"bench", "cpu", "--below", "1000", "--max-workers", "1", "--engines", "thread",
+                "--min-runs", "25", "--warmup", "0", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto document = nlohmann::json::parse(r.out);
+  EXPECT_EQ(document["runs"]["min_runs"], 25);
+  EXPECT_EQ(document["runs"]["max_runs"], 25);
+  EXPECT_EQ(document["serial"]["runs"], 25);
+}
+
 // Without --repeat, each point runs as hyperfine's do: warm-up, then until the standard error is
 // small or the time budget is spent; the JSON says how, and gives mean ± σ per point.
 TEST_F(BenchCommandTest, RunsAreRepeatedUntilTheErrorIsSmallOrTheBudgetSpent) {
