@@ -154,19 +154,30 @@ constexpr bool kVptrCheckNeedsDescriptors = true;
 constexpr bool kVptrCheckNeedsDescriptors = false;
 #endif
 
+// crew serve with 64 descriptors (`ulimit -n` in sh lowers the soft and the hard limit, so it
+// cannot raise them: about 50 for connections) and timeouts of an hour, so that only its policy
+// at the limit can make room.
+constexpr const char* kServeAtSixtyFourDescriptors =
+    "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 --header-timeout 3600s "
+    "--keep-alive-timeout 3600s";
+
+// The port of a crew serve child's READY line, or 0 (with the failure recorded) when none came.
+std::uint16_t ready_port(ChildProcess& child) {
+  const std::optional<std::string> line = child.read_stdout_line(30s);
+  if (!line.has_value() || !line->starts_with("READY ")) {
+    ADD_FAILURE() << "no READY line: " << line.value_or(child.wait(30s).err);
+    return 0;
+  }
+  return static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+}
+
 TEST_F(ServeCommandTest, AtTheDescriptorLimitIdleConnectionsMakeRoom) {
   if (kVptrCheckNeedsDescriptors) GTEST_SKIP() << "UBSan's vptr check needs free descriptors";
-  // `ulimit -n` in sh lowers the soft and the hard limit, so crew serve cannot raise it: about 50
-  // descriptors for connections. The timeouts are an hour, so only the server's own policy at
-  // the limit (close the oldest connections that never sent a byte) can answer the late client.
-  ChildProcess child({"/bin/sh", "-c",
-                      "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 "
-                      "--header-timeout 3600s --keep-alive-timeout 3600s",
-                      crew_cli()});
-  const std::optional<std::string> line = child.read_stdout_line(30s);
-  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
-  ASSERT_THAT(*line, StartsWith("READY "));
-  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+  // Only the server's own policy at the limit (close the oldest connections that never sent a
+  // byte) can answer the late client.
+  ChildProcess child({"/bin/sh", "-c", kServeAtSixtyFourDescriptors, crew_cli()});
+  const std::uint16_t port = ready_port(child);
+  ASSERT_NE(port, 0);
 
   // A client that was there first, with a request waiting its latency through the flood.
   server_test::Client early(port);
@@ -195,14 +206,9 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitHalfClosedConnectionsMakeRoom) {
   // Clients that send a request with an hour's latency and then half-close (or leave: the server
   // cannot tell) are answered after their latency, so they hold their connections; at the limit
   // the server closes them to accept new ones rather than leave every new client waiting.
-  ChildProcess child({"/bin/sh", "-c",
-                      "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10 "
-                      "--header-timeout 3600s --keep-alive-timeout 3600s",
-                      crew_cli()});
-  const std::optional<std::string> line = child.read_stdout_line(30s);
-  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
-  ASSERT_THAT(*line, StartsWith("READY "));
-  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+  ChildProcess child({"/bin/sh", "-c", kServeAtSixtyFourDescriptors, crew_cli()});
+  const std::uint16_t port = ready_port(child);
+  ASSERT_NE(port, 0);
 
   std::vector<std::unique_ptr<server_test::Client>> half_closed;
   for (int i = 0; i < 100; ++i) {
@@ -226,10 +232,8 @@ TEST_F(ServeCommandTest, AtTheDescriptorLimitWithNothingIdleAcceptWaitsWithoutSp
   if (kVptrCheckNeedsDescriptors) GTEST_SKIP() << "UBSan's vptr check needs free descriptors";
   ChildProcess child(
       {"/bin/sh", "-c", "ulimit -n 64 && exec \"$0\" serve --latency 0 --body 10", crew_cli()});
-  const std::optional<std::string> line = child.read_stdout_line(30s);
-  ASSERT_TRUE(line.has_value()) << child.wait(30s).err;
-  ASSERT_THAT(*line, StartsWith("READY "));
-  const auto port = static_cast<std::uint16_t>(std::stoi(line->substr(6)));
+  const std::uint16_t port = ready_port(child);
+  ASSERT_NE(port, 0);
 
   // More busy connections than descriptors: each waits its latency, so none can be closed to
   // make room, and the late client waits in the backlog.
